@@ -1,0 +1,1 @@
+"""The vsode command line: a Typer app, one module per subcommand."""

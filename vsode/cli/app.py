@@ -1,0 +1,49 @@
+"""The Typer application: registers every subcommand module."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from .. import __version__
+
+app = typer.Typer(
+    name="vsode",
+    help="Edit faces in video with VidStyleODE: appearance and motion, edited apart.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vsode {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        Optional[bool],
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    ] = None,
+) -> None:
+    """Edit faces in video with VidStyleODE: appearance and motion, edited apart."""
+
+
+def _register() -> None:
+    # Each module defines one command function; registration order is the help order.
+    from . import probe
+
+    app.command("probe")(probe.probe)
+
+
+_register()
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,59 @@
+"""Writing files safely: a temporary file beside the target, renamed over it only on success."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+from .errors import InputError, OutputExistsError
+
+
+def check_output_path(path: str | os.PathLike, *, force: bool) -> Path:
+    """Validate an output path before any work starts.
+
+    Raises :class:`OutputExistsError` if it exists and ``force`` is false, and :class:`InputError`
+    if its folder does not exist or the path is a directory.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"output {path} is a directory; give a file name with -o")
+    if path.exists() and not force:
+        raise OutputExistsError(f"output {path} already exists; pass --force to overwrite it")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(f"output folder {parent} does not exist; create it first")
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it is renamed to ``path``.
+
+    On any exception (Ctrl-C included) the temporary file is removed and ``path`` is untouched.
+    The temporary name keeps the target's suffix so tools that look at it (ffmpeg) still work.
+    """
+    target = check_output_path(path, force=force)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent or "."
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        if not force and target.exists():
+            raise OutputExistsError(f"output {target} already exists; pass --force to overwrite it")
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, force: bool = True) -> Path:
+    """Write ``data`` to ``path`` through :func:`atomic_path`."""
+    with atomic_path(path, force=force) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
