@@ -41,6 +41,11 @@ def _register() -> None:
 
     app.command("probe")(probe.probe)
 
+    from . import download, models
+
+    app.command("download")(download.download)
+    app.command("models")(models.models)
+
 
 _register()
 
