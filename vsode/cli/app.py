@@ -46,6 +46,10 @@ def _register() -> None:
     app.command("download")(download.download)
     app.command("models")(models.models)
 
+    from . import invert
+
+    app.command("invert")(invert.invert)
+
 
 _register()
 

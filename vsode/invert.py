@@ -1,0 +1,418 @@
+"""Video → W+ latents: the encoder pass, optional refinement, the latents file and its cache.
+
+A latents file is self-describing (STYLE habit 2) and loads with ``weights_only=True``::
+
+    {"format": "vsode/latents@1",
+     "wplus": T×n_latent×512 float32, "times": [[num, den], ...] seconds, "fps": "num/den",
+     "frame_count": T, "size": [w, h] (source display size), "crop": [x, y, w, h],
+     "source": {"path", "sha256"}, "encoder": {"name", "kind", "sha256"},
+     "generator": {"name", "sha256"}, "refine": {"steps", "lr"}, "alignment": None}
+
+Without face alignment (a later stage) the frame is centre-cropped to a square and resized to the
+encoder's 256×256 input, which is right for footage that is already FFHQ-aligned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+import torch.nn.functional as F
+
+from .checkpoints.cache import Cache, resolve, sha256_file
+from .checkpoints.load import safe_load
+from .checkpoints.registry import REGISTRY
+from .device import resolve_device
+from .encoders import Encoder, load_encoder, preprocess
+from .errors import InputError
+from .fileio import atomic_path, check_output_path
+from .progress import Progress, ensure
+from .stylegan2 import Generator, load_generator
+from .video import VideoInfo, VideoWriter, probe, read_frames
+
+LATENTS_FORMAT = "vsode/latents@1"
+PRECISIONS = ("fp32", "bf16", "auto")
+DEFAULT_ENCODER = "psp-ffhq-encode"
+# Bumped when the frames handed to the encoder change for the same input (crop policy, resize).
+_PREPROCESS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class InvertOptions:
+    """How to invert a video; validated on construction (STYLE habit 7).
+
+    Attributes:
+        encoder: registry name or path of a pSp/e4e checkpoint.
+        generator: registry name or path of a StyleGAN2 checkpoint for refinement and previews;
+            ``None`` uses the encoder checkpoint's own decoder.
+        batch_size: frames per encoder/generator batch; bounds memory.
+        refine: latent-optimisation steps per frame after the encoder (0 = none).
+        refine_lr: Adam learning rate of the refinement.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        precision: ``fp32`` (reference), ``bf16`` (autocast fast path) or ``auto`` (bf16 on CUDA).
+        use_cache: reuse and store latents in the cache, keyed by input hash and models.
+        cache_dir: cache root (default ``$VSODE_CACHE_DIR`` or the user cache folder).
+    """
+
+    encoder: str = DEFAULT_ENCODER
+    generator: str | None = None
+    batch_size: int = 8
+    refine: int = 0
+    refine_lr: float = 0.01
+    device: str = "auto"
+    precision: str = "fp32"
+    use_cache: bool = True
+    cache_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise InputError(f"--batch-size {self.batch_size} must be at least 1")
+        if self.refine < 0:
+            raise InputError(f"--refine {self.refine} must be 0 or more steps")
+        if not self.refine_lr > 0:
+            raise InputError(f"--refine-lr {self.refine_lr} must be positive")
+        if self.precision not in PRECISIONS:
+            raise InputError(f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+
+
+@dataclass
+class Latents:
+    """Per-frame W+ codes of a video and everything needed to map them back to it."""
+
+    wplus: torch.Tensor  # T n_latent 512, float32 on the CPU
+    times: list[Fraction]
+    fps: Fraction
+    size: tuple[int, int]
+    crop: tuple[int, int, int, int]
+    source: dict[str, Any]
+    encoder: dict[str, Any]
+    generator: dict[str, Any]
+    refine: dict[str, Any] = field(default_factory=lambda: {"steps": 0, "lr": 0.0})
+    alignment: Any = None
+
+    def __post_init__(self) -> None:
+        if self.wplus.ndim != 3 or self.wplus.shape[0] != len(self.times):
+            raise InputError(
+                f"latents hold {tuple(self.wplus.shape)} codes for {len(self.times)} times; "
+                "the file is inconsistent, invert the video again"
+            )
+
+    @property
+    def frame_count(self) -> int:
+        return int(self.wplus.shape[0])
+
+    @property
+    def content_code(self) -> torch.Tensor:
+        """The paper's content code: the mean of the per-frame W+ (n_latent×512)."""
+        return self.wplus.mean(dim=0)
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {
+            "format": LATENTS_FORMAT,
+            "wplus": self.wplus.detach().to("cpu", torch.float32).contiguous(),
+            "times": [[t.numerator, t.denominator] for t in self.times],
+            "fps": f"{self.fps.numerator}/{self.fps.denominator}",
+            "frame_count": self.frame_count,
+            "size": list(self.size),
+            "crop": list(self.crop),
+            "source": dict(self.source),
+            "encoder": dict(self.encoder),
+            "generator": dict(self.generator),
+            "refine": dict(self.refine),
+            "alignment": self.alignment,
+        }
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Any, *, origin: str = "latents") -> "Latents":
+        if not isinstance(ckpt, dict) or ckpt.get("format") != LATENTS_FORMAT:
+            found = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
+            raise InputError(
+                f"{origin} is not a vsode latents file (format {found!r}, expected {LATENTS_FORMAT}); "
+                "make one with `vsode invert VIDEO -o FILE`"
+            )
+        try:
+            return cls(
+                wplus=ckpt["wplus"].float(),
+                times=[Fraction(int(n), int(d)) for n, d in ckpt["times"]],
+                fps=Fraction(ckpt["fps"]),
+                size=(int(ckpt["size"][0]), int(ckpt["size"][1])),
+                crop=tuple(int(v) for v in ckpt["crop"]),  # type: ignore[arg-type]
+                source=dict(ckpt["source"]),
+                encoder=dict(ckpt["encoder"]),
+                generator=dict(ckpt["generator"]),
+                refine=dict(ckpt.get("refine") or {"steps": 0, "lr": 0.0}),
+                alignment=ckpt.get("alignment"),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise InputError(f"{origin} is a damaged latents file ({err}); invert the video again") from err
+
+    def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
+        """Write the latents file atomically; refuses to overwrite without ``force``."""
+        with atomic_path(path, force=force) as tmp:
+            torch.save(self.to_checkpoint(), tmp)
+        return Path(path)
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-safe description (no tensors) for ``--json`` results."""
+        d = self.to_checkpoint()
+        d.pop("wplus")
+        d.pop("times")
+        d["n_latent"] = int(self.wplus.shape[1])
+        d["duration"] = float(self.times[-1] - self.times[0] + 1 / self.fps) if self.times else 0.0
+        return d
+
+
+def load_latents(path: str | os.PathLike) -> Latents:
+    """Read a latents file written by :meth:`Latents.save` (``weights_only`` loading)."""
+    return Latents.from_checkpoint(safe_load(path), origin=str(path))
+
+
+# --- models ------------------------------------------------------------------------------------
+
+
+@dataclass
+class InversionModels:
+    """The encoder and generator an inversion runs with, and their identities."""
+
+    encoder: Encoder
+    generator: Generator
+    encoder_ref: dict[str, Any]
+    generator_ref: dict[str, Any]
+
+
+def model_ref(name_or_path: str, path: Path, cache_dir: Path | None) -> dict[str, Any]:
+    """Name + SHA-256 of a checkpoint: from the install record for registry names, else hashed."""
+    if name_or_path in REGISTRY:
+        entry = REGISTRY.get(name_or_path)
+        record = Cache.open(cache_dir).read_record(entry) or {}
+        digest = record.get("sha256") or entry.sha256 or sha256_file(path)
+        return {"name": entry.name, "sha256": digest}
+    return {"name": path.name, "path": str(path.resolve()), "sha256": sha256_file(path)}
+
+
+def load_models(options: InvertOptions, device: torch.device) -> InversionModels:
+    """Resolve (no network) and load the encoder and generator the options name."""
+    enc_path = resolve(options.encoder, cache_dir=options.cache_dir)
+    encoder = load_encoder(enc_path).to(device).eval()
+    enc_ref = model_ref(options.encoder, enc_path, options.cache_dir) | {"kind": encoder.kind}
+    if options.generator is None:
+        generator = encoder.generator
+        gen_ref = {"name": f"{enc_ref['name']}:decoder", "sha256": enc_ref["sha256"]}
+    else:
+        gen_path = resolve(options.generator, cache_dir=options.cache_dir)
+        generator = load_generator(gen_path).to(device).eval().requires_grad_(False)
+        gen_ref = model_ref(options.generator, gen_path, options.cache_dir)
+    if generator.n_latent != encoder.n_styles:
+        raise InputError(
+            f"generator {gen_ref['name']} takes {generator.n_latent} W+ rows but encoder "
+            f"{enc_ref['name']} gives {encoder.n_styles}; pick a matching pair"
+        )
+    return InversionModels(encoder, generator, enc_ref, gen_ref)
+
+
+# --- the inversion -----------------------------------------------------------------------------
+
+
+def center_square(info: VideoInfo) -> tuple[int, int, int, int]:
+    """The largest centred square of the display frame, as (x, y, w, h)."""
+    side = min(info.width, info.height)
+    return ((info.width - side) // 2, (info.height - side) // 2, side, side)
+
+
+def _use_bf16(precision: str, device: torch.device) -> bool:
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
+
+
+def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels) -> str:
+    key = {
+        "format": LATENTS_FORMAT,
+        "preprocess": _PREPROCESS_VERSION,
+        "source": source_sha,
+        "encoder": models.encoder_ref["sha256"],
+        "precision": "bf16" if options.precision == "bf16" else "fp32",
+        "refine": [options.refine, options.refine_lr] if options.refine else 0,
+        "generator": models.generator_ref["sha256"] if options.refine else None,
+    }
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+
+
+def _latents_cache_path(cache_dir: Path | None, key: str) -> Path:
+    return Cache.open(cache_dir).root / "latents" / f"{key}.pt"
+
+
+def encoder_batches(
+    path: str | os.PathLike,
+    info: VideoInfo,
+    *,
+    size: int,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> Iterator[tuple[torch.Tensor, list[Fraction]]]:
+    """Stream a video as encoder inputs: (B×3×size×size in [-1, 1], timestamps) per batch."""
+    for batch in read_frames(
+        path, batch_size=batch_size, crop=center_square(info), info=info, progress=progress
+    ):
+        yield preprocess(batch.frames, size), list(batch.timestamps)
+
+
+def synthesize_at(
+    generator: Generator, wplus: torch.Tensor, size: int, *, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """G(W+) with the stored noise, average-pooled (or resized) to ``size``×``size``."""
+    images = generator.synthesize(wplus, noise="const", dtype=dtype).float()
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    if images.shape[-1] % size == 0 and images.shape[-2] % size == 0:
+        return F.adaptive_avg_pool2d(images, (size, size))  # pSp's face_pool
+    return F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+
+
+def refine_latents(
+    wplus: torch.Tensor,
+    target: torch.Tensor,
+    models: InversionModels,
+    *,
+    steps: int,
+    lr: float,
+) -> torch.Tensor:
+    """Optimise W+ for ``steps`` Adam steps so that G(W+) matches ``target`` (B×3×256×256, [-1,1]).
+
+    The loss is pixel MSE plus a perceptual term that runs offline: the distance between the
+    encoder's own IR-SE-50 features (its c1, c2, c3 taps) of the render and of the target.
+    """
+    backbone = models.encoder.encoder
+    size = target.shape[-1]
+    with torch.no_grad():
+        target_feats = backbone.features(target)
+    w = wplus.detach().clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([w], lr=lr)
+    for _ in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        render = synthesize_at(models.generator, w, size)
+        loss = F.mse_loss(render, target)
+        for ours, theirs in zip(backbone.features(render), target_feats):
+            loss = loss + F.mse_loss(ours, theirs)
+        loss.backward()
+        optimiser.step()
+    return w.detach()
+
+
+def invert_video(
+    path: str | os.PathLike,
+    options: InvertOptions | None = None,
+    *,
+    models: InversionModels | None = None,
+    progress: Progress | None = None,
+) -> Latents:
+    """Invert every frame of a video (or an image) to W+.
+
+    Args:
+        path: video or image file.
+        options: :class:`InvertOptions`; defaults if omitted.
+        models: already loaded models (else loaded from ``options``).
+        progress: receives the stages ``load``, ``hash``, ``encode`` and ``refine``.
+
+    Returns:
+        :class:`Latents` with one W+ per decoded frame at its exact timestamp. With
+        ``options.use_cache`` a previous inversion of the same file with the same models and
+        settings is returned from the cache instead.
+    """
+    options = options or InvertOptions()
+    progress = ensure(progress)
+    info = probe(path)
+    device = resolve_device(options.device)
+    if models is None:
+        with progress.stage("load models"):
+            models = load_models(options, device)
+    source_sha = sha256_file(Path(path), progress, label="hash input")
+    source = {"path": str(Path(path).resolve()), "sha256": source_sha}
+    cache_file = _latents_cache_path(options.cache_dir, _cache_key(source_sha, options, models))
+    if options.use_cache and cache_file.is_file():
+        try:
+            cached = load_latents(cache_file)
+        except Exception:  # a damaged cache entry is dropped and recomputed
+            cache_file.unlink(missing_ok=True)
+        else:
+            cached.source = source
+            progress.log(f"latents from cache {cache_file}")
+            return cached
+
+    fast = _use_bf16(options.precision, device)
+    codes: list[torch.Tensor] = []
+    times: list[Fraction] = []
+    with progress.stage("encode", total=info.frame_count) as stage:
+        for images, stamps in encoder_batches(
+            path, info, size=models.encoder.input_size, batch_size=options.batch_size
+        ):
+            images = images.to(device)
+            w = models.encoder.encode(images, impl="fast" if fast else "reference")
+            if options.refine:
+                w = refine_latents(w, images, models, steps=options.refine, lr=options.refine_lr)
+            codes.append(w.float().cpu())
+            times.extend(stamps)
+            stage.advance(len(stamps))
+    if not codes:
+        raise InputError(f"input {path} has no decodable frames; check the file with `vsode probe`")
+    latents = Latents(
+        wplus=torch.cat(codes),
+        times=times,
+        fps=info.fps,
+        size=(info.width, info.height),
+        crop=center_square(info),
+        source=source,
+        encoder=models.encoder_ref,
+        generator=models.generator_ref,
+        refine={"steps": options.refine, "lr": options.refine_lr if options.refine else 0.0},
+    )
+    if options.use_cache:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        latents.save(cache_file, force=True)
+    return latents
+
+
+def render_preview(
+    latents: Latents,
+    generator: Generator,
+    output: str | os.PathLike,
+    *,
+    size: int = 256,
+    batch_size: int = 8,
+    audio_from: str | os.PathLike | None = None,
+    force: bool = False,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    progress: Progress | None = None,
+) -> Any:
+    """Stream G(W+) of every frame to a video at the latents' own timestamps (audio optional)."""
+    progress = ensure(progress)
+    device = resolve_device(device) if isinstance(device, str) else device
+    dtype = torch.bfloat16 if _use_bf16(precision, device) else None
+    check_output_path(output, force=force)
+    start = latents.times[0] if latents.times else Fraction(0)
+    stamps = [t - start for t in latents.times]
+    with VideoWriter(
+        output,
+        fps=latents.fps,
+        width=size,
+        height=size,
+        timestamps=None if _regular(stamps, latents.fps) else stamps,
+        audio_from=audio_from,
+        force=force,
+    ) as writer, progress.stage("preview", total=latents.frame_count) as stage:
+        for i in range(0, latents.frame_count, batch_size):
+            w = latents.wplus[i : i + batch_size].to(device)
+            with torch.no_grad():
+                images = synthesize_at(generator, w, size, dtype=dtype)
+            writer.write(((images.float().clamp(-1, 1) + 1) / 2).cpu())
+            stage.advance(w.shape[0])
+    return writer.close()
+
+
+def _regular(stamps: list[Fraction], fps: Fraction) -> bool:
+    return all(t == i / fps for i, t in enumerate(stamps))
