@@ -158,3 +158,20 @@ def test_sigterm_exits_130_and_leaves_no_partial_file(tmp_path: Path):
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert list(tmp_path.iterdir()) == [script]
+
+
+def test_atomic_outputs_get_normal_permissions_and_deterministic_torch_bytes(tmp_path: Path):
+    import torch
+
+    from vsode.fileio import save_torch
+
+    mask = os.umask(0o022)
+    try:
+        out = atomic_write_bytes(tmp_path / "a.bin", b"x")
+        assert out.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)
+    obj = {"w": torch.arange(6.0)}
+    a = save_torch(obj, tmp_path / "one.pt").read_bytes()
+    b = save_torch(obj, tmp_path / "two.pt").read_bytes()
+    assert a == b

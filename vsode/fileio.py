@@ -6,7 +6,7 @@ import contextlib
 import os
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import InputError, OutputExistsError
 
@@ -41,6 +41,8 @@ def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
     )
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
+    os.chmod(tmp, 0o666 & ~_umask())
     try:
         yield tmp
         if not force and target.exists():
@@ -50,6 +52,25 @@ def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def save_torch(obj: Any, path: str | os.PathLike, *, force: bool = True) -> Path:
+    """``torch.save`` through :func:`atomic_path`.
+
+    The data goes through an open file object, so the archive's inner folder is torch's fixed
+    "archive" rather than the temporary file's random name: the same object saves to the same bytes.
+    """
+    import torch
+
+    with atomic_path(path, force=force) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, force: bool = True) -> Path:

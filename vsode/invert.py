@@ -31,7 +31,7 @@ from .checkpoints.registry import REGISTRY
 from .device import resolve_device
 from .encoders import Encoder, load_encoder, preprocess
 from .errors import InputError
-from .fileio import atomic_path, check_output_path
+from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
 from .video import VideoInfo, VideoWriter, probe, read_frames
@@ -154,9 +154,7 @@ class Latents:
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
         """Write the latents file atomically; refuses to overwrite without ``force``."""
-        with atomic_path(path, force=force) as tmp:
-            torch.save(self.to_checkpoint(), tmp)
-        return Path(path)
+        return save_torch(self.to_checkpoint(), path, force=force)
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe description (no tensors) for ``--json`` results."""

@@ -273,24 +273,23 @@ KNOWN: tuple[Entry, ...] = (
     Entry(
         name="clip-vit-b-32",
         kind="clip",
-        file_name="ViT-B-32.pt",
+        file_name="open_clip_pytorch_model.bin",
         size=None,
-        sha256="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
-        sha256_verified=True,
+        sha256=None,
+        sha256_verified=False,
         urls=(
-            Source(
-                "https://openaipublic.azureedge.net/clip/models/"
-                "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af/ViT-B-32.pt",
-                third_party=False,
-                note="OpenAI's URL; its path segment is the file's SHA-256",
+            _hf(
+                "timm/vit_base_patch32_clip_224.openai",
+                "open_clip_pytorch_model.bin",
+                "open_clip's own source for ViT-B-32 'openai': a plain state dict",
             ),
         ),
         licence="MIT (OpenAI CLIP)",
-        description="CLIP ViT-B/32 (OpenAI weights), for open_clip 'ViT-B-32' with QuickGELU",
+        description="CLIP ViT-B/32 (OpenAI weights) as an open_clip state dict; run with QuickGELU",
         notes=(
-            "A TorchScript archive: open_clip loads it (pretrained=PATH); safe_load refuses it. "
-            "Exact size not recorded. open_clip's own default source (HF timm/vit_base_patch32_clip_224"
-            ".openai, safetensors) is a different file with no hash recorded here."
+            "No SHA-256 is published for this file: download with --allow-unverified, and the "
+            "computed hash is recorded. OpenAI's own ViT-B-32.pt (SHA-256 40d36571...) is a "
+            "TorchScript archive, which vsode does not load because weights_only loading refuses it."
         ),
     ),
     Entry(
@@ -316,4 +315,21 @@ KNOWN: tuple[Entry, ...] = (
     ),
 )
 
-REGISTRY = Registry(KNOWN)
+_VSODE_LICENCE = "MIT (vsode; trained by vsode on its procedural demo world)"
+
+# Tiny models trained by vsode on the demo world and shipped inside the package (no download).
+BUILTIN: tuple[Entry, ...] = (
+    Entry(
+        name="clip-demo",
+        kind="clip",
+        file_name="clip-demo.pt",
+        size=2968506,
+        sha256="9717063f4f5d5518e819cfb6491d758fe679c449ded8ab4add970b85816ed728",
+        sha256_verified=True,
+        builtin_path="assets/demo/clip-demo.pt",
+        licence=_VSODE_LICENCE,
+        description="Tiny CLIP (open_clip ViT, 64 px) for the demo world; scripts/train_demo_clip.py",
+    ),
+)
+
+REGISTRY = Registry(KNOWN + BUILTIN)
