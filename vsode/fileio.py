@@ -36,13 +36,7 @@ def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
     The temporary name keeps the target's suffix so tools that look at it (ffmpeg) still work.
     """
     target = check_output_path(path, force=force)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=f".part{target.suffix}", dir=target.parent or "."
-    )
-    os.close(fd)
-    tmp = Path(tmp_name)
-    # mkstemp makes the file private (0600); give it the permissions a plain open() would.
-    os.chmod(tmp, 0o666 & ~_umask())
+    tmp = temp_beside(target, "part")
     try:
         yield tmp
         if not force and target.exists():
@@ -52,6 +46,18 @@ def atomic_path(path: str | os.PathLike, *, force: bool = True) -> Iterator[Path
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def temp_beside(target: Path, tag: str) -> Path:
+    """Create an empty hidden temporary file next to ``target`` (same suffix) and return its path.
+
+    It gets the permissions a plain ``open()`` would give (mkstemp's are private, 0600).
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".{tag}{target.suffix}",
+                                dir=target.parent or ".")
+    os.close(fd)
+    os.chmod(name, 0o666 & ~_umask())
+    return Path(name)
 
 
 def _umask() -> int:

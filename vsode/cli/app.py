@@ -50,6 +50,10 @@ def _register() -> None:
 
     app.command("invert")(invert.invert)
 
+    from . import demo
+
+    app.command("demo")(demo.demo)
+
 
 _register()
 

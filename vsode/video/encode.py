@@ -25,7 +25,7 @@ from typing import Any, Sequence
 import torch
 
 from ..errors import FFmpegError, InputError, VsodeError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, temp_beside
 from ..progress import Progress, ensure
 from .ffmpeg import BASE_ARGS, StderrDrain, ffmpeg_path_arg, run, start, stop, tail
 from .probe import audio_streams, jsonable
@@ -361,11 +361,7 @@ class VideoWriter:
     def _mux_audio(self) -> bool:
         source, index, codec = self._audio  # type: ignore[misc]
         suffix = self.path.suffix.lower()
-        fd, name = tempfile.mkstemp(
-            prefix=f".{self.path.stem}.", suffix=f".mux{self.path.suffix}", dir=self._tmp.parent
-        )
-        os.close(fd)
-        muxed = Path(name)
+        muxed = temp_beside(self._tmp.parent / self.path.name, "mux")
         self._scratch.append(muxed)
         end = (self.timestamps[0] if self.timestamps else 0) + self.duration
         copy = self.audio_start == 0 and codec in _AUDIO_COPY.get(suffix, set())
