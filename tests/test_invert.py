@@ -182,10 +182,12 @@ def test_cli_missing_model_exits_3_naming_the_download(clip, tmp_path):
     assert not (tmp_path / "x.pt").exists()
 
 
-def test_cli_bad_input_exits_2(psp_file, tmp_path):
+@pytest.mark.parametrize("with_model", [True, False])
+def test_cli_bad_input_exits_2(psp_file, tmp_path, with_model):
     bogus = tmp_path / "notes.mp4"
     bogus.write_text("not a video")
+    encoder = ["--encoder", str(psp_file)] if with_model else []  # bad input wins over a missing model
     res = CliRunner().invoke(app, ["invert", str(bogus), "-o", str(tmp_path / "x.pt"),
-                                   "--encoder", str(psp_file), "--cache-dir", str(tmp_path / "c")])
+                                   "--cache-dir", str(tmp_path / "c"), *encoder])
     assert res.exit_code == 2, res.stderr
     assert res.stderr.count("\n") == 1 and "notes.mp4" in res.stderr

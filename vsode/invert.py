@@ -306,6 +306,7 @@ def invert_video(
     options: InvertOptions | None = None,
     *,
     models: InversionModels | None = None,
+    info: VideoInfo | None = None,
     progress: Progress | None = None,
 ) -> Latents:
     """Invert every frame of a video (or an image) to W+.
@@ -314,6 +315,7 @@ def invert_video(
         path: video or image file.
         options: :class:`InvertOptions`; defaults if omitted.
         models: already loaded models (else loaded from ``options``).
+        info: the input's :func:`vsode.video.probe` result, if already known.
         progress: receives the stages ``load``, ``hash``, ``encode`` and ``refine``.
 
     Returns:
@@ -323,7 +325,7 @@ def invert_video(
     """
     options = options or InvertOptions()
     progress = ensure(progress)
-    info = probe(path)
+    info = info or probe(path)
     device = resolve_device(options.device)
     if models is None:
         with progress.stage("load models"):

@@ -61,6 +61,7 @@ def invert(
         from ..device import resolve_device, seed_everything
         from ..fileio import check_output_path
         from ..invert import InvertOptions, invert_video, load_models, render_preview
+        from ..video import probe
 
         out = output or video.with_name(video.stem + ".latents.pt")
         check_output_path(out, force=force)
@@ -79,9 +80,10 @@ def invert(
         )
         seed_everything(seed)
         dev = resolve_device(device)
+        info = probe(video)  # bad input is reported before any model is looked for
         with ui.progress.stage("load models"):
             models = load_models(options, dev)
-        latents = invert_video(video, options, models=models, progress=ui.progress)
+        latents = invert_video(video, options, models=models, info=info, progress=ui.progress)
         latents.save(out, force=force)
         result = {"output": str(out), "frames": latents.frame_count, **latents.summary()}
         if preview is not None:
