@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -49,12 +50,7 @@ def randomize(g: Generator, seed: int = 0) -> Generator:
         for name, p in g.named_parameters():
             if name.endswith("noise.weight"):
                 p.copy_(torch.rand(p.shape, generator=gen) * 0.4 + 0.1)
-            elif (
-                name.endswith("activate.bias")
-                or name.endswith("to_rgb1.bias")
-                or ".bias" in name
-                and "to_rgbs" in name
-            ):
+            elif name.endswith("activate.bias") or re.fullmatch(r"to_rgb(1|s\.\d+)\.bias", name):
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
             elif name.endswith("modulation.bias"):
                 p.add_(torch.randn(p.shape, generator=gen) * 0.1)

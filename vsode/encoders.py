@@ -10,10 +10,15 @@ Re-implemented from the formats spec (``tests/data/formats/README.md`` in the sh
 
 The plain fp32 forward is the reference; ``Encoder.encode(..., impl="fast")`` runs it with
 channels-last tensors under bf16 autocast (held to the reference by the tests).
+
+The sizes are an :class:`EncoderArch`: the default is the published IR-SE-50 at 256², and a
+smaller one (the demo world's 64² encoder) is the same classes with fewer, narrower units. A file
+of a non-default arch says so in ``opts["vsode_arch"]`` (plain types), read by :func:`load_encoder`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -33,13 +38,101 @@ INPUT_SIZE = 256
 STYLE_DIM = 512
 # IR-SE-50: (width, units) per stage; the first unit of each stage has stride 2.
 IR_SE_50_STAGES = ((64, 3), (128, 4), (256, 14), (512, 3))
-# Body units after which c1 (128 @ 64²), c2 (256 @ 32²), c3 (512 @ 16²) are tapped.
+# Body units after which c1 (128 @ 64²), c2 (256 @ 32²), c3 (512 @ 16²) are tapped: the last
+# units of stages 2, 3 and 4 (EncoderArch.tap_units for other stage counts).
 TAP_UNITS = (6, 20, 23)
 # Heads [0, 3) read c3, [3, 7) read p2, [7, n_styles) read p1. Fixed in the reference whatever
 # n_styles is (it was written for 18).
 COARSE_IND, MIDDLE_IND = 3, 7
 ENCODER_TYPES = {"GradualStyleEncoder": "psp", "Encoder4Editing": "e4e"}
 IMPLS = ("reference", "fast")
+
+
+# --- architecture ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderArch:
+    """Sizes of the IR-SE backbone and the map2style heads; the defaults are pSp's IR-SE-50 at 256².
+
+    Parameters
+    ----------
+    input_size: side of the (square) input; the taps c1, c2, c3 are at input/4, /8, /16.
+    stages: (width, units) of the four stages; the input layer has the first stage's width and
+        the first unit of each stage has stride 2.
+    style_dim: width of a W+ row (the generator's style_dim).
+    head_width: channels of the map2style convs; its EqualLinear maps head_width → style_dim.
+    se_reduction: squeeze-excitation bottleneck factor (C → C/se_reduction → C).
+
+    The pyramid (both lateral convs, every head's input) has the last stage's width.
+    """
+
+    input_size: int = INPUT_SIZE
+    stages: tuple[tuple[int, int], ...] = IR_SE_50_STAGES
+    style_dim: int = STYLE_DIM
+    head_width: int = STYLE_DIM
+    se_reduction: int = 16
+
+    def __post_init__(self) -> None:
+        stages = tuple((int(w), int(n)) for w, n in self.stages)
+        object.__setattr__(self, "stages", stages)
+        log = int(math.log2(self.input_size)) if self.input_size >= 1 else 0
+        problems = []
+        if self.input_size < 32 or 2**log != self.input_size:
+            problems.append(f"input_size {self.input_size} is not a power of two ≥ 32")
+        if len(stages) != 4 or any(w < 1 or n < 1 for w, n in stages):
+            problems.append(f"stages {list(stages)} are not four (width, units) pairs ≥ 1")
+        elif self.se_reduction < 1 or any(w % self.se_reduction for w, _ in stages):
+            problems.append(f"se_reduction {self.se_reduction} does not divide every stage width")
+        if self.style_dim < 1 or self.head_width < 1:
+            problems.append(f"style_dim {self.style_dim} / head_width {self.head_width} < 1")
+        if problems:
+            raise InputError("bad encoder arch: " + "; ".join(problems))
+
+    @property
+    def pyramid_width(self) -> int:
+        """Channels of c3, p2 and p1 (the last stage's width)."""
+        return self.stages[-1][0]
+
+    @property
+    def tap_units(self) -> tuple[int, int, int]:
+        """Indices of the body units after which c1, c2, c3 are tapped (ends of stages 2-4)."""
+        ends = list(np.cumsum([n for _, n in self.stages]) - 1)
+        return int(ends[1]), int(ends[2]), int(ends[3])
+
+    def head_spatial(self, i: int) -> int:
+        """Side of the map head i reads: c3 (input/16), p2 (input/8) or p1 (input/4)."""
+        return self.input_size // (16 if i < COARSE_IND else 8 if i < MIDDLE_IND else 4)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain types (lists), as stored in ``opts["vsode_arch"]``."""
+        return {
+            "input_size": self.input_size,
+            "stages": [list(s) for s in self.stages],
+            "style_dim": self.style_dim,
+            "head_width": self.head_width,
+            "se_reduction": self.se_reduction,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "EncoderArch":
+        """Inverse of :meth:`to_dict`; unknown or malformed fields are an :class:`InputError`."""
+        if not isinstance(data, Mapping):
+            raise InputError(f"opts.vsode_arch is a {type(data).__name__}, not a dict")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise InputError(f"opts.vsode_arch has unknown fields {unknown}; known: {sorted(fields)}")
+        try:
+            kwargs = dict(data)
+            if "stages" in kwargs:
+                kwargs["stages"] = tuple(tuple(s) for s in kwargs["stages"])
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"opts.vsode_arch is malformed ({exc})") from None
+
+
+IR_SE_50 = EncoderArch()
 
 
 # --- IR-SE-50 backbone -------------------------------------------------------------------------
@@ -78,7 +171,7 @@ class SEModule(nn.Module):
 class BottleneckIRSE(nn.Module):
     """One residual unit of IR-SE-50; ``bottleneck_IR_SE`` in pSp's ``helpers.py``."""
 
-    def __init__(self, in_channels: int, depth: int, stride: int) -> None:
+    def __init__(self, in_channels: int, depth: int, stride: int, se_reduction: int = 16) -> None:
         super().__init__()
         if in_channels == depth:
             # a 1×1 max-pool with a stride is plain subsampling (identity at stride 1)
@@ -93,7 +186,7 @@ class BottleneckIRSE(nn.Module):
             nn.PReLU(depth),
             nn.Conv2d(depth, depth, 3, stride, 1, bias=False),
             EvalBatchNorm2d(depth),
-            SEModule(depth, 16),
+            SEModule(depth, se_reduction),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,12 +216,15 @@ class EqualLinear(nn.Module):
 
 class GradualStyleBlock(nn.Module):
     """``GradualStyleBlock`` (map2style): log2(spatial) 3×3 stride-2 convs, each followed by
-    LeakyReLU with PyTorch's default slope 0.01, down to 1×1, then an EqualLinear.
+    LeakyReLU with PyTorch's default slope 0.01, down to 1×1, then an EqualLinear to
+    ``style_dim`` (default: ``out_channels``, as in the reference).
 
     Conv keys sit at even indices of ``convs`` (``convs.0``, ``convs.2``, ...).
     """
 
-    def __init__(self, in_channels: int, out_channels: int, spatial: int) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, spatial: int, style_dim: int | None = None
+    ) -> None:
         super().__init__()
         self.out_channels = out_channels
         self.spatial = spatial
@@ -139,7 +235,7 @@ class GradualStyleBlock(nn.Module):
                 nn.LeakyReLU(),  # slope 0.01, as in the reference (not StyleGAN's 0.2)
             ]
         self.convs = nn.Sequential(*layers)
-        self.linear = EqualLinear(out_channels, out_channels, lr_mul=1)
+        self.linear = EqualLinear(out_channels, style_dim or out_channels, lr_mul=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convs(x)
@@ -155,38 +251,44 @@ class _StylePyramidEncoder(nn.Module):
     the feature taps, the two lateral 1×1 convs and one map2style head per W+ row.
 
     Registration order (input_layer, body, styles, latlayer1, latlayer2) is the reference's,
-    which fixes the state-dict order.
+    which fixes the state-dict order. ``arch`` (default IR-SE-50 at 256²) sets the sizes.
     """
 
-    def __init__(self, n_styles: int, input_nc: int = 3) -> None:
+    def __init__(self, n_styles: int, input_nc: int = 3, *, arch: EncoderArch = IR_SE_50) -> None:
         super().__init__()
         if n_styles < 1:
             raise ValueError(f"n_styles must be positive, got {n_styles}")
+        self.arch = arch
+        stem = arch.stages[0][0]
         self.input_layer = nn.Sequential(
-            nn.Conv2d(input_nc, 64, 3, 1, 1, bias=False), EvalBatchNorm2d(64), nn.PReLU(64)
+            nn.Conv2d(input_nc, stem, 3, 1, 1, bias=False), EvalBatchNorm2d(stem), nn.PReLU(stem)
         )
         units: list[nn.Module] = []
-        in_channels = 64
-        for depth, n_units in IR_SE_50_STAGES:
+        in_channels = stem
+        for depth, n_units in arch.stages:
             for i in range(n_units):
-                units.append(BottleneckIRSE(in_channels, depth, 2 if i == 0 else 1))
+                stride = 2 if i == 0 else 1
+                units.append(BottleneckIRSE(in_channels, depth, stride, arch.se_reduction))
                 in_channels = depth
         self.body = nn.Sequential(*units)
         self.style_count = n_styles
+        width = arch.pyramid_width
         self.styles = nn.ModuleList(
-            GradualStyleBlock(512, 512, 16 if i < COARSE_IND else 32 if i < MIDDLE_IND else 64)
+            GradualStyleBlock(width, arch.head_width, arch.head_spatial(i), arch.style_dim)
             for i in range(n_styles)
         )
-        self.latlayer1 = nn.Conv2d(256, 512, 1, 1, 0)
-        self.latlayer2 = nn.Conv2d(128, 512, 1, 1, 0)
+        self.latlayer1 = nn.Conv2d(arch.stages[2][0], width, 1, 1, 0)
+        self.latlayer2 = nn.Conv2d(arch.stages[1][0], width, 1, 1, 0)
+        self._taps = arch.tap_units
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Backbone taps (c1, c2, c3): 128 @ 64², 256 @ 32², 512 @ 16² for a 256² input."""
+        """Backbone taps (c1, c2, c3): 128 @ 64², 256 @ 32², 512 @ 16² for a 256² input
+        (stage widths 2-4 at input/4, /8, /16 for another arch)."""
         x = self.input_layer(x)
         taps = []
         for i, unit in enumerate(self.body):
             x = unit(x)
-            if i in TAP_UNITS:
+            if i in self._taps:
                 taps.append(x)
         c1, c2, c3 = taps
         return c1, c2, c3
@@ -202,7 +304,8 @@ class GradualStyleEncoder(_StylePyramidEncoder):
 
     Heads 0-2 read c3, 3-6 read p2, the rest p1, whatever n_styles is (the reference's split;
     its loops would index past the heads below 7 styles, here the ranges are clipped). Returns
-    B×n_styles×512 **without** ``latent_avg`` (the pSp wrapper adds it; see :class:`Encoder`).
+    B×n_styles×style_dim **without** ``latent_avg`` (the pSp wrapper adds it; see
+    :class:`Encoder`).
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -215,19 +318,19 @@ class GradualStyleEncoder(_StylePyramidEncoder):
         if n > MIDDLE_IND:
             p1 = self.upsample_add(p2, self.latlayer2(c1))
             latents += [self.styles[i](p1) for i in range(MIDDLE_IND, n)]
-        return torch.stack(latents, dim=1)  # B n_styles 512
+        return torch.stack(latents, dim=1)  # B n_styles style_dim
 
 
 class Encoder4Editing(_StylePyramidEncoder):
     """e4e's ``Encoder4Editing(50, "ir_se", opts)`` at progressive stage "Inference".
 
     Head 0 gives a base w copied into every row; head i (i ≥ 1) adds a delta to row i. Returns
-    B×n_styles×512 **without** ``latent_avg``.
+    B×n_styles×style_dim **without** ``latent_avg``.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         c1, c2, c3 = self.features(x)
-        w0 = self.styles[0](c3)  # B 512
+        w0 = self.styles[0](c3)  # B style_dim
         deltas = [torch.zeros_like(w0)]
         features = c3
         for i in range(1, self.style_count):
@@ -236,7 +339,7 @@ class Encoder4Editing(_StylePyramidEncoder):
             elif i == MIDDLE_IND:
                 features = self.upsample_add(p2, self.latlayer2(c1))
             deltas.append(self.styles[i](features))
-        return w0[:, None] + torch.stack(deltas, dim=1)  # B n_styles 512
+        return w0[:, None] + torch.stack(deltas, dim=1)  # B n_styles style_dim
 
 
 # --- the model a checkpoint describes ----------------------------------------------------------
@@ -249,9 +352,10 @@ class Encoder(nn.Module):
     Its own ``state_dict()`` has exactly the checkpoint's ``encoder.*`` keys (plus ``decoder.*``
     once :attr:`generator` has been built). Build it with :func:`load_encoder`.
 
-    Attributes: ``kind`` ("psp" / "e4e"), ``n_styles``, ``latent_avg`` (n_styles×512 or None),
-    ``input_size`` (256), ``opts`` (the checkpoint's opts with the reference defaults filled in),
-    ``start_from_latent_avg``.
+    Attributes: ``kind`` ("psp" / "e4e"), ``n_styles``, ``style_dim`` (512), ``latent_avg``
+    (n_styles×style_dim or None), ``input_size`` (256; the demo encoder's is 64), ``arch`` (the
+    :class:`EncoderArch`), ``opts`` (the checkpoint's opts with the reference defaults filled
+    in), ``start_from_latent_avg``.
     """
 
     def __init__(
@@ -268,18 +372,20 @@ class Encoder(nn.Module):
         self.encoder = encoder
         self.kind = kind
         self.n_styles = encoder.style_count
-        self.input_size = INPUT_SIZE
+        self.arch = encoder.arch
+        self.input_size = encoder.arch.input_size
+        self.style_dim = encoder.arch.style_dim
         self.opts = dict(opts)
         self.start_from_latent_avg = start_from_latent_avg
         if start_from_latent_avg and latent_avg is None:
             raise ValueError("start_from_latent_avg needs a latent_avg")
         if latent_avg is not None:
-            latent_avg = _latent_avg_rows(latent_avg, self.n_styles)
+            latent_avg = _latent_avg_rows(latent_avg, self.n_styles, self.style_dim)
         self.register_buffer("latent_avg", latent_avg, persistent=False)
         self._decoder_state = dict(decoder_state) if decoder_state else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Differentiable reference forward: B×3×256×256 in [-1, 1] → W+ (B×n_styles×512)."""
+        """Differentiable reference forward: B×3×size×size in [-1, 1] → W+ (B×n_styles×style_dim)."""
         codes = self.encoder(images)
         if self.start_from_latent_avg:
             codes = codes + self.latent_avg  # row by row, broadcast over the batch
@@ -290,14 +396,14 @@ class Encoder(nn.Module):
         """Invert preprocessed face crops to W+.
 
         Args:
-            images: B×3×256×256 in [-1, 1] (see :func:`preprocess`), moved to the encoder's
-                device.
+            images: B×3×256×256 in [-1, 1] (``input_size`` for another arch; see
+                :func:`preprocess`), moved to the encoder's device.
             impl: "reference" (fp32) or "fast" (channels-last, bf16 autocast; W+ agrees with the
                 reference to ~1e-2 relative).
 
         Returns:
-            W+ as float32 B×n_styles×512, ``latent_avg`` included (what the reference pSp/e4e
-            inference hands to the generator).
+            W+ as float32 B×n_styles×style_dim, ``latent_avg`` included (what the reference
+            pSp/e4e inference hands to the generator).
         """
         if impl not in IMPLS:
             raise InputError(f"impl={impl!r} is not one of {', '.join(IMPLS)}")
@@ -318,7 +424,7 @@ class Encoder(nn.Module):
         codes = codes.float()
         if self.start_from_latent_avg:
             codes = codes + self.latent_avg.float()
-        assert codes.shape == (images.shape[0], self.n_styles, STYLE_DIM), codes.shape
+        assert codes.shape == (images.shape[0], self.n_styles, self.style_dim), codes.shape
         return codes
 
     @property
@@ -336,10 +442,11 @@ class Encoder(nn.Module):
 
             generator = load_generator(self._decoder_state)
             n_latent = getattr(generator, "n_latent", self.n_styles)
-            if n_latent != self.n_styles:
+            style_dim = getattr(generator, "style_dim", self.style_dim)
+            if (n_latent, style_dim) != (self.n_styles, self.style_dim):
                 raise InputError(
-                    f"the checkpoint's decoder takes {n_latent} W+ rows but its encoder gives "
-                    f"{self.n_styles}"
+                    f"the checkpoint's decoder takes {n_latent}×{style_dim} W+ but its encoder "
+                    f"gives {self.n_styles}×{self.style_dim}"
                 )
             if self.latent_avg is not None:
                 generator.latent_avg = self.latent_avg.detach().clone()
@@ -349,16 +456,18 @@ class Encoder(nn.Module):
         return self.decoder
 
 
-def _latent_avg_rows(latent_avg: torch.Tensor, n_styles: int) -> torch.Tensor:
-    """(n_styles, 512), (1, 512) or (512,) → (n_styles, 512), as ``latent_avg.repeat(B, 1, 1)``
+def _latent_avg_rows(
+    latent_avg: torch.Tensor, n_styles: int, style_dim: int = STYLE_DIM
+) -> torch.Tensor:
+    """(n_styles, D), (1, D) or (D,) → (n_styles, D), as ``latent_avg.repeat(B, 1, 1)``
     broadcasts in the reference."""
     latent_avg = torch.as_tensor(latent_avg).detach().float()
-    if tuple(latent_avg.shape) not in ((n_styles, STYLE_DIM), (1, STYLE_DIM), (STYLE_DIM,)):
+    if tuple(latent_avg.shape) not in ((n_styles, style_dim), (1, style_dim), (style_dim,)):
         raise InputError(
-            f"latent_avg has shape {tuple(latent_avg.shape)}; expected ({n_styles}, {STYLE_DIM}) "
-            f"or ({STYLE_DIM},)"
+            f"latent_avg has shape {tuple(latent_avg.shape)}; expected ({n_styles}, {style_dim}) "
+            f"or ({style_dim},)"
         )
-    return latent_avg.reshape(-1, STYLE_DIM).expand(n_styles, STYLE_DIM).clone()
+    return latent_avg.reshape(-1, style_dim).expand(n_styles, style_dim).clone()
 
 
 # --- loading -----------------------------------------------------------------------------------
@@ -387,7 +496,9 @@ def load_encoder(
     Args:
         source: a path, or the dict ``torch.load`` returns for one:
             ``{"state_dict": {"encoder.*", "decoder.*"}, "latent_avg": ..., "opts": {...}}``.
-            A dict's tensors are used as they are (no copy).
+            A dict's tensors are used as they are (no copy). The sizes are IR-SE-50 at 256²
+            unless ``opts["vsode_arch"]`` holds an :meth:`EncoderArch.to_dict` (vsode's demo
+            encoder).
         kind: "psp" or "e4e" to override detection. Only needed when ``opts`` has no
             ``encoder_type``: both encoders have the same keys but different forwards.
 
@@ -434,6 +545,7 @@ def load_encoder(
     opts = dict(opts) if isinstance(opts, Mapping) else {}
     kind = _detect_kind(name, kind, opts, ckpt)
     opts = _fill_opts(name, kind, opts, n_heads)
+    arch = EncoderArch.from_dict(opts["vsode_arch"]) if "vsode_arch" in opts else IR_SE_50
 
     start_from_avg = bool(opts.get("start_from_latent_avg", "latent_avg" in ckpt))
     latent_avg = ckpt.get("latent_avg")
@@ -447,8 +559,8 @@ def load_encoder(
         )
     cls = GradualStyleEncoder if kind == "psp" else Encoder4Editing
     with torch.device("meta"):  # no init: every tensor comes from the checkpoint
-        net = cls(n_heads)
-    _check_layout(name, kind, net.state_dict(), enc_state)
+        net = cls(n_heads, arch=arch)
+    _check_layout(name, kind, arch, net.state_dict(), enc_state)
     net.load_state_dict(enc_state, strict=True, assign=True)
     net.float()
     if latent_avg is not None:
@@ -470,7 +582,9 @@ def _some(keys: Mapping[str, Any], n: int = 8) -> str:
     return ", ".join(map(str, names[:n])) + more
 
 
-def _check_layout(name: str, kind: str, expected: Mapping, found: Mapping) -> None:
+def _check_layout(
+    name: str, kind: str, arch: EncoderArch, expected: Mapping, found: Mapping
+) -> None:
     """One line naming what differs, before the strict load (whose message lists everything)."""
     missing = [k for k in expected if k not in found]
     unexpected = [k for k in found if k not in expected]
@@ -489,9 +603,12 @@ def _check_layout(name: str, kind: str, expected: Mapping, found: Mapping) -> No
         if keys
     ]
     if problems:
+        layout = "IR-SE-50" if arch == IR_SE_50 else f"IR-SE {arch.to_dict()}"
+        hint = "" if arch != IR_SE_50 else " (a smaller encoder names its sizes in opts.vsode_arch)"
         raise InputError(
-            f"{name}: encoder.* weights do not fit the {kind} IR-SE-50 layout: "
+            f"{name}: encoder.* weights do not fit the {kind} {layout} layout: "
             + "; ".join(problems)
+            + hint
         )
 
 

@@ -5,15 +5,20 @@ step (grouped convolution over the batch, explicit zero insertion...) and a fast
 call time with ``impl=``:
 
 - ``"reference"``: the plain code, float32 unless the caller runs it under autocast.
-- ``"fast"``: mathematically the same result, arranged for the CPU's GEMM kernels (oneDNN):
-  channels-last tensors; a single sample whose activations outweigh the layer's weight convolves
-  with the modulated-and-demodulated weight (the blur after an upsampling conv carries the layer
-  bias); otherwise the activations are modulated instead (x·s, one convolution of the whole
-  batch with the shared weight, then the demodulation as a per-sample output scale, fused with
-  bias and noise in one ``addcmul``); the demodulation comes from Σ_taps W² (O×I), never from a
-  B×O×I×k×k tensor; the √2 gain of the activation is folded into weight, bias and noise
-  (leaky ReLU is positively homogeneous) so it costs no pass; ``dtype=torch.bfloat16`` runs the
-  convolutions in bf16 with the styles, demodulation and RGB skip kept in float32.
+- ``"fast"``: mathematically the same result, arranged for the CPU's GEMM kernels (oneDNN).
+  A layer whose activations (per sample) outweigh its weight runs channels-last; a single such
+  sample convolves with the modulated-and-demodulated weight, and the blur after an upsampling
+  conv carries the layer bias. Otherwise (low resolution, or a batch) the activations are
+  modulated instead: x·s, one convolution of the whole batch with the shared weight, then the
+  demodulation as a per-sample output scale fused with bias and noise in one ``addcmul``;
+  weight-heavy layers stay in the plain layout, where torch does not re-lay the weight out on
+  every call. The demodulation comes from Σ_taps W² (O×I), never from a B×O×I×k×k tensor. The
+  √2 gain of the activation is folded into weight, bias and noise (leaky ReLU is positively
+  homogeneous), so it costs no pass. ``dtype=torch.bfloat16`` runs the convolutions in bf16
+  with the styles, demodulation and RGB skip in float32.
+  The upsampling stays a transposed stride-2 convolution followed by the 4×4 blur: folding the
+  blur into the kernel (a 6×6 transposed kernel, or four 3×3 polyphase convolutions) gives the
+  same result with 4× the multiply-adds, and measured no faster here at any layer size.
 - ``"auto"``: ``"fast"``.
 
 The fast ops support autograd (they use in-place updates only where autograd allows them), so

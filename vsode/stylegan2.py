@@ -702,7 +702,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor]) -> dict[str, Any]:
     channel table. lr_mlp and the blur taps are run-time constants the file cannot show; they
     keep their defaults.
     """
-    missing = [k for k in _REQUIRED if k not in state_dict]
+    missing = [k for k in _REQUIRED if not isinstance(state_dict.get(k), torch.Tensor)]
     if missing:
         raise InputError(
             f"not a StyleGAN2 generator state dict: missing {_names(missing)}; found {_names(list(state_dict))}"
