@@ -122,7 +122,9 @@ class EncoderArch:
         fields = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - fields)
         if unknown:
-            raise InputError(f"opts.vsode_arch has unknown fields {unknown}; known: {sorted(fields)}")
+            raise InputError(
+                f"opts.vsode_arch has unknown fields {unknown}; known: {sorted(fields)}"
+            )
         try:
             kwargs = dict(data)
             if "stages" in kwargs:

@@ -330,6 +330,28 @@ BUILTIN: tuple[Entry, ...] = (
         licence=_VSODE_LICENCE,
         description="Tiny CLIP (open_clip ViT, 64 px) for the demo world; scripts/train_demo_clip.py",
     ),
+    Entry(
+        name="stylegan2-demo",
+        kind="stylegan2",
+        file_name="stylegan2-demo.pt",
+        size=2002779,
+        sha256="801fbe1c4b6330e3ac7a217a6036909352c372f5f650b1d842437fb34cec87b0",
+        sha256_verified=True,
+        builtin_path="assets/demo/stylegan2-demo.pt",
+        licence=_VSODE_LICENCE,
+        description="Tiny StyleGAN2 (64 px, style_dim 128) for the demo world; scripts/train_demo_autoencoder.py",
+    ),
+    Entry(
+        name="psp-demo",
+        kind="psp",
+        file_name="psp-demo.pt",
+        size=6084319,
+        sha256="1508db6bfbcec7e401ce33a321001d8754ab0bf2ce5b6f5ecc4496eb013c8ea9",
+        sha256_verified=True,
+        builtin_path="assets/demo/psp-demo.pt",
+        licence=_VSODE_LICENCE,
+        description="Tiny pSp encoder (64 px input) + its 64 px decoder for the demo world; scripts/train_demo_autoencoder.py",
+    ),
 )
 
 REGISTRY = Registry(KNOWN + BUILTIN)
