@@ -209,6 +209,9 @@ def test_architecture_is_inferred():
         back = load_generator(g.state_dict())
         assert back.channels == g.channels and back.n_latent == g.n_latent and back.style_dim == g.style_dim
         assert back.config["n_mlp"] == g.config["n_mlp"]
+    capped = Generator(64, style_dim=16, n_mlp=1, channel_multiplier=0.25, channel_max=64)
+    inferred = load_generator(capped.state_dict()).config
+    assert (inferred["channel_multiplier"], inferred["channel_max"]) == (0.25, 64)
 
 
 def test_non_square_generator():

@@ -737,11 +737,14 @@ def _infer_channels(observed: Mapping[int, int]) -> tuple[float, int | None]:
     c4 = observed[4]
     caps = [None] if c4 == 512 else []
     caps.append(c4)
-    candidates: list[float] = [2]
-    for r, c in observed.items():
-        if r >= 64:
-            m = c * r / (256 * 64)
+    # read m off the channel counts, largest resolution first (the one a cap is least likely to
+    # hide); 2 (config-f) when every count is the cap and any m would do
+    candidates: list[float] = []
+    for r, c in sorted(observed.items(), reverse=True):
+        m = c * r / (256 * 64)
+        if r >= 64 and m not in candidates:
             candidates.append(int(m) if m == int(m) else m)
+    candidates.append(2)
     for cap in caps:
         for m in candidates:
             try:
