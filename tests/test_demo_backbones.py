@@ -53,7 +53,7 @@ def metrics() -> dict:
     return json.loads(METRICS_PATH.read_text())
 
 
-# --- the shipped files -------------------------------------------------------------------------
+# --- the shipped files ----------------------------------------------------------------------------
 
 
 def test_generator_file_is_in_the_rosinality_layout():
@@ -61,10 +61,7 @@ def test_generator_file_is_in_the_rosinality_layout():
     assert set(ckpt) == {"g_ema", "latent_avg"}
     assert ckpt["latent_avg"].shape == (STYLE_DIM,) and ckpt["latent_avg"].dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in ckpt["g_ema"].values())
-    assert infer_config(ckpt["g_ema"]) == {
-        k: GENERATOR_CONFIG[k]
-        for k in ("size", "style_dim", "n_mlp", "channel_multiplier", "channel_max")
-    }
+    assert infer_config(ckpt["g_ema"]) == dict(GENERATOR_CONFIG)
     generator = load_generator(GEN_PATH)
     assert generator.n_latent == N_STYLES == 10 and generator.resolution == 64
     assert torch.equal(generator.latent_avg, ckpt["latent_avg"])
@@ -122,7 +119,7 @@ def test_metrics_file_records_how_the_weights_were_made(metrics):
     assert metrics["wall_s"] <= 45 * 60
 
 
-# --- what they compute -------------------------------------------------------------------------
+# --- what they compute ----------------------------------------------------------------------------
 
 
 def test_reconstructs_fresh_held_out_renders(encoder):
@@ -171,7 +168,7 @@ def test_interpolation_between_codes_is_smooth(encoder):
     assert steps.sum() < 2.0 * total  # and the path does not wander far from the straight one
 
 
-# --- the small encoder configuration -------------------------------------------------------------
+# --- the small encoder configuration --------------------------------------------------------------
 
 
 def test_encoder_arch_round_trips_and_the_default_is_ir_se_50():
@@ -206,15 +203,17 @@ def test_small_encoder_state_dict_round_trips_strictly():
         load_encoder({"state_dict": state, "opts": plain, "latent_avg": avg})
 
 
-# --- training --------------------------------------------------------------------------------------
+# --- training -------------------------------------------------------------------------------------
 
 
 def test_training_is_reproducible_and_writes_loadable_files(tmp_path):
     kwargs = dict(steps=2, batch_size=2, eval_images=2, mapping_steps=2, log_every=1)
     records = []
     first = train_demo_autoencoder(tmp_path / "a", log=records.append, **kwargs)
-    second = train_demo_autoencoder(tmp_path / "b", run_dir=tmp_path / "run", **kwargs)
-    assert first["files"] == second["files"]  # same bytes, same SHA-256
+    second = train_demo_autoencoder(
+        tmp_path / "b", run_dir=tmp_path / "run", render_workers=0, **kwargs
+    )
+    assert first["files"] == second["files"]  # same bytes, with or without the render worker
     assert [r["step"] for r in records if "step" in r] == [1, 2]
     assert json.loads((tmp_path / "a" / "config.json").read_text())["steps"] == 2
     assert (tmp_path / "run" / "stats.jsonl").read_text().count("\n") == 3

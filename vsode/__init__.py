@@ -29,6 +29,12 @@ _EXPORTS = {
     "read_frames": "vsode.video",
     "VideoWriter": "vsode.video",
     "VsodeError": "vsode.errors",
+    "build_model": "vsode.model",
+    "load_model": "vsode.model",
+    "save_model": "vsode.model",
+    "ModelConfig": "vsode.model",
+    "VidStyleODE": "vsode.model",
+    "VideoCode": "vsode.model",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -53,7 +53,7 @@ IMPLS = ("reference", "fast")
 
 @dataclasses.dataclass(frozen=True)
 class EncoderArch:
-    """Sizes of the IR-SE backbone and the map2style heads; the defaults are pSp's IR-SE-50 at 256².
+    """Sizes of the IR-SE backbone and the map2style heads (default: pSp's IR-SE-50 at 256²).
 
     Parameters
     ----------
@@ -387,7 +387,7 @@ class Encoder(nn.Module):
         self._decoder_state = dict(decoder_state) if decoder_state else None
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Differentiable reference forward: B×3×size×size in [-1, 1] → W+ (B×n_styles×style_dim)."""
+        """Differentiable reference forward: B×3×size×size in [-1, 1] → W+ (B×n_styles×D)."""
         codes = self.encoder(images)
         if self.start_from_latent_avg:
             codes = codes + self.latent_avg  # row by row, broadcast over the batch

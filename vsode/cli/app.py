@@ -50,6 +50,11 @@ def _register() -> None:
 
     app.command("invert")(invert.invert)
 
+    from . import prepare, train
+
+    app.command("prepare")(prepare.prepare)
+    app.command("train")(train.train)
+
     from . import demo
 
     app.command("demo")(demo.demo)

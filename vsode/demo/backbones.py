@@ -9,12 +9,13 @@ Both are vsode's own classes in small configurations (:data:`GENERATOR_CONFIG`,
   "opts": {...}}``, the layout of ``psp_ffhq_encode.pt`` (:func:`vsode.encoders.load_encoder`),
   with the encoder's sizes in ``opts["vsode_arch"]``.
 
-They are trained together as an autoencoder on demo-world renders (image → encoder → W+ →
-generator → image; L1 plus an L1 on image gradients, no adversary) by
-:func:`train_demo_autoencoder`. The mapping network is then fitted so that ``mapping(z)`` is
-distributed like the W+ rows the encoder produces (sliced Wasserstein distance), and
-``latent_avg`` is the mean of those rows; the generator is only ever trained on encoder codes,
-so a single broadcast ``mapping(z)`` is in the right region of W but is not a demo face.
+They are trained together from scratch as an autoencoder on fresh demo-world renders (image →
+encoder → W+ → generator → image, :func:`reconstruction_loss`, no adversary) by
+:func:`train_demo_autoencoder`. Afterwards ``latent_avg`` is set to the mean W+ row of the
+encoder's codes (taken out of the heads' biases, so W+ is unchanged), and the mapping network
+is fitted so that ``mapping(z)`` is distributed like those rows (sliced Wasserstein distance).
+The generator only ever saw encoder codes: a broadcast ``mapping(z)`` lies in the right region
+of W but does not render a demo face. Inversion and W+ edits are what these backbones are for.
 
 Seeds: training draws video seeds below :data:`HELD_OUT_SEED`; :func:`held_out_renders` uses
 seeds from it upwards, so evaluation never sees a training face.
@@ -30,8 +31,9 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -46,13 +48,15 @@ from .world import render_times, sample_params
 
 SIZE = 64
 N_STYLES = 2 * int(math.log2(SIZE)) - 2  # 10 W+ rows
-GENERATOR_CONFIG: dict[str, Any] = {
-    "size": SIZE,
-    "style_dim": 128,
-    "n_mlp": 2,
-    "channel_multiplier": 0.25,  # 64 channels at 64 px
-    "channel_max": 64,  # and below
-}
+GENERATOR_CONFIG: Mapping[str, Any] = MappingProxyType(
+    {
+        "size": SIZE,
+        "style_dim": 128,
+        "n_mlp": 2,
+        "channel_multiplier": 0.25,  # 64 channels at 64 px
+        "channel_max": 64,  # and below (Generator(...) arguments, as infer_config reads them)
+    }
+)
 ENCODER_ARCH = EncoderArch(
     input_size=SIZE,
     stages=((16, 1), (32, 1), (64, 2), (128, 1)),
@@ -82,7 +86,7 @@ def psp_opts() -> dict[str, Any]:
     }
 
 
-# --- data ----------------------------------------------------------------------------------------
+# --- data -----------------------------------------------------------------------------------------
 
 
 def render_samples(seeds: Any, motion_seeds: Any, times: Any) -> torch.Tensor:
@@ -146,7 +150,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def reconstruct(encoder: Encoder, images: torch.Tensor) -> torch.Tensor:
-    """images (B×3×64×64 in [0, 1]) → encoder → W+ → its own decoder → B×3×64×64 in [0, 1]."""
+    """Images (B×3×64×64 in [0, 1]) → encoder → W+ → its own decoder → images in [0, 1]."""
     codes = encoder.encode(preprocess(images, size=encoder.input_size))
     out = encoder.generator.synthesize(codes, noise="const")
     return ((out + 1) / 2).clamp(0, 1)
@@ -182,13 +186,16 @@ def _lr_factor(step: int, steps: int, warmup: int) -> float:
 class AutoencoderOptions:
     """Settings of :func:`train_demo_autoencoder` (the defaults made the shipped files).
 
-    steps: autoencoder steps of ``batch_size`` fresh renders each, rendered by a worker process
-    when ``render_workers`` is 1 (0: in the training loop; the same images either way). lr_generator / lr_encoder:
-    peak Adam rates of the synthesis network and of the encoder (+ ``latent_avg``), with a
-    linear warm-up over ``warmup`` steps and a cosine decay to 0. bf16: run the forward under
-    CPU bf16 autocast (fp32 weights and optimiser; ~1.4× faster with AMX). mapping_steps: steps
-    fitting the mapping network to the encoder's W+ rows. eval_images: held-out renders the
-    final PSNR is measured on. threads: ``torch.set_num_threads`` (None leaves it).
+    - steps: autoencoder steps of ``batch_size`` fresh renders each.
+    - lr_generator / lr_encoder: peak Adam rates of the synthesis network and of the encoder
+      (with ``latent_avg``); linear warm-up over ``warmup`` steps, then a cosine decay to 0.
+    - bf16: run the forward under CPU bf16 autocast (fp32 weights and optimiser; ~1.4× faster
+      with AMX).
+    - mapping_steps: steps fitting the mapping network to the encoder's W+ rows.
+    - eval_images: held-out renders the final PSNR is measured on.
+    - threads: ``torch.set_num_threads`` (None leaves it).
+    - render_workers: 1 renders the training images in a worker process, 0 in the loop (the
+      same images either way).
     """
 
     seed: int = 0
@@ -261,7 +268,7 @@ def train_demo_autoencoder(
         torch.set_num_threads(opt.threads)
     config = {
         **dataclasses.asdict(opt),
-        "generator": GENERATOR_CONFIG,
+        "generator": dict(GENERATOR_CONFIG),
         "encoder": psp_opts(),
         "torch": torch.__version__,
     }

@@ -1,0 +1,207 @@
+"""The assembled VidStyleODE: presets, configs, checkpoints and the encode/decode API."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import vsode
+from vsode.errors import ChecksumError, InputError
+from vsode.model import (
+    FORMAT,
+    ModelConfig,
+    VidStyleODE,
+    build_model,
+    load_model,
+    model_checkpoint,
+    parameter_counts,
+    preset_config,
+    save_model,
+)
+from vsode.stylegan2 import Generator
+
+
+def test_ffhq_preset_has_the_released_parameter_counts():
+    model = vsode.build_model("ffhq")
+    assert parameter_counts(model) == {
+        "dynamics": 8_559_136,
+        "modulation": 53_398_016,
+        "mapper": 22_360_576,
+        "total": 84_317_728,
+    }
+    assert model.config.dynamics.grid == (8, 8)
+    assert model.config.mapper.groups == (4, 6, 8)
+    assert model.config.backbones.generator == "stylegan2-ffhq-1024"
+    assert abs(model.config.time_unit - 100 * 1001 / 30000) < 1e-12
+
+
+def test_fashion_preset_has_an_8x6_grid_and_48_tokens():
+    model = build_model("fashion")
+    assert model.config.dynamics.grid == (8, 6)
+    assert parameter_counts(model)["modulation"] == 53_389_824
+    assert parameter_counts(model)["dynamics"] == 8_559_136
+
+
+def test_build_model_is_random_init_and_seedable():
+    a, b, c = build_model("tiny", seed=1), build_model("tiny", seed=1), build_model("tiny", seed=2)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    assert sorted(n for n, _ in a.named_children()) == ["dynamics", "mapper", "modulation"]
+
+
+def test_config_round_trips_and_overrides_are_typed():
+    config = preset_config("ffhq")
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    changed = config.override({"dynamics.dtype": "float64", "video_length": "50", "dynamics.rtol": "1e-5"})
+    assert changed.dynamics.dtype == "float64" and changed.video_length == 50
+    assert changed.dynamics.rtol == 1e-5 and changed.preset == "custom"
+    with pytest.raises(InputError, match="unknown model config field"):
+        config.override({"dynamics.nope": 1})
+    with pytest.raises(InputError, match="must add up to n_latent"):
+        config.override({"n_latent": 10})
+    with pytest.raises(InputError, match="expected a int"):
+        config.override({"video_length": "many"})
+    with pytest.raises(InputError, match="unknown model preset"):
+        preset_config("huge")
+
+
+def _tiny_generator() -> Generator:
+    torch.manual_seed(0)
+    return Generator(16, 16, 1, channel_multiplier=1, channel_max=16).eval()
+
+
+class _FakeClip(torch.nn.Module):
+    """A deterministic stand-in for CLIP with the ClipModel interface (images in [-1, 1])."""
+
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(3 * 4 * 4, dim)
+        self.dim = dim
+
+    def encode_image(self, images):
+        return self.proj(torch.nn.functional.adaptive_avg_pool2d(images, 4).flatten(1))
+
+    def encode_text(self, texts):
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        out = torch.zeros(len(texts), self.dim)
+        for i, text in enumerate(texts):
+            g = torch.Generator().manual_seed(sum(map(ord, text)))
+            out[i] = torch.randn(self.dim, generator=g)
+        return out
+
+
+@pytest.fixture
+def tiny():
+    model = build_model("tiny", seed=0).eval()
+    model.attach(generator=_tiny_generator(), clip=_FakeClip())
+    return model
+
+
+def _video(t: int = 5):
+    g = torch.Generator().manual_seed(3)
+    frames = torch.rand(t, 3, 32, 32, generator=g)
+    latents = torch.randn(t, 6, 16, generator=g)
+    times = torch.arange(t, dtype=torch.float64) / 10
+    return frames, latents, times
+
+
+def test_decode_at_observed_start_uses_z_d0_and_fine_rows_are_constant(tiny):
+    frames, latents, times = _video()
+    code = tiny.encode_video(frames, times, latents=latents)
+    assert torch.allclose(code.content_code, latents.mean(0))
+    w = torch.cat(list(tiny.decode(code, [0.0, 0.13, 0.4, 0.9], batch_size=3)))
+    assert w.shape == (4, 6, 16)
+    fine = tiny.config.mapper.groups[2]
+    assert torch.allclose(w[:, -fine:], w[:1, -fine:].expand(4, -1, -1), atol=1e-6)  # no dynamics in fine rows
+    assert not torch.allclose(w[0, :4], w[3, :4])  # coarse + medium move with time
+    # z_d(t0) = z_d0: decoding at t0 equals decoding tokens of z_d0 directly
+    tokens = tiny.dynamics.tokens(code.z_d0[None, None])
+    direct = tiny.decode_w(tokens, code.content_code[None], tiny.style_code(code.content_code[None]))
+    assert torch.allclose(direct[0], w[0], atol=1e-6)  # batching may reorder float sums
+
+
+def test_changing_dynamics_changes_only_coarse_and_medium_rows(tiny):
+    frames, latents, times = _video()
+    a = tiny.encode_video(frames, times, latents=latents)
+    b = tiny.encode_video(frames.flip(0), times, latents=latents)
+    wa = torch.cat(list(tiny.decode(a, [0.3])))
+    wb = torch.cat(list(tiny.decode(b, [0.3])))
+    split = sum(tiny.config.mapper.groups[:2])
+    assert torch.equal(wa[:, split:], wb[:, split:])
+    assert (wa[:, :split] - wb[:, :split]).abs().max() > 0  # random init: small but non-zero
+
+
+def test_text_edit_changes_the_style_code_by_the_scaled_direction(tiny):
+    _, latents, _ = _video()
+    content = latents.mean(0, keepdim=True)
+    base = tiny.style_code(content)
+    edited = tiny.style_code(content, source="a face", target="a face with blue eyes", strength=1.3)
+    direction = tiny.clip.encode_text("a face with blue eyes") - tiny.clip.encode_text("a face")
+    assert torch.allclose(edited - base, 1.3 * direction, atol=1e-5)
+    with pytest.raises(InputError, match="source"):
+        tiny.style_code(content, target="x")
+
+
+def test_blend_motion_mask_selects_per_cell(tiny):
+    frames, latents, times = _video()
+    a = tiny.encode_video(frames, times, latents=latents)
+    b = tiny.encode_video(frames.flip(0), times, latents=latents)
+    h, w = tiny.config.dynamics.grid
+    q = [0.0, 0.25, 0.5]
+    assert torch.allclose(tiny.solve(a, q, blend=(b, torch.zeros(h, w))), tiny.solve(a, q))
+    assert torch.allclose(tiny.solve(a, q, blend=(b, torch.ones(h, w))), tiny.solve(b, q), atol=1e-6)
+    half = torch.zeros(h, w)
+    half[: h // 2] = 1
+    mixed = tiny.solve(a, q, blend=(b, half))
+    top = torch.arange(h * w) < (h // 2) * w  # row-major cells
+    assert torch.allclose(mixed[:, top], tiny.solve(b, q)[:, top], atol=1e-6)
+    assert torch.allclose(mixed[:, ~top], tiny.solve(a, q)[:, ~top], atol=1e-6)
+    with pytest.raises(InputError, match="blend mask"):
+        tiny.solve(a, q, blend=(b, torch.ones(3, 3)))
+
+
+def test_encode_video_rejects_bad_input(tiny):
+    frames, latents, times = _video()
+    with pytest.raises(InputError, match="timestamps"):
+        tiny.encode_video(frames, times[:3], latents=latents)
+    with pytest.raises(InputError, match="latents or a content code"):
+        tiny.encode_video(frames, times)
+    with pytest.raises(InputError, match="content code of shape"):
+        tiny.encode_video(frames, times, content_code=torch.zeros(18, 512))
+    with pytest.raises(InputError, match="content mode"):
+        tiny.encode_video(frames, times, latents=latents, content="median")
+
+
+def test_checkpoint_round_trip_is_strict_and_records_backbones(tmp_path, tiny):
+    tiny.backbone_refs = {"generator": {"name": "g.pt", "sha256": "0" * 64}, "encoder": None, "clip": None, "dino": None}
+    path = save_model(tiny, tmp_path / "m.pt")
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["format"] == FORMAT and ckpt["config"]["preset"] == "tiny"
+    assert not any(k.startswith(("generator", "clip")) for k in ckpt["state_dict"])  # backbones not stored
+    loaded = load_model(path, backbones=False)
+    assert all(torch.equal(v, loaded.state_dict()[k]) for k, v in tiny.state_dict().items())
+    assert loaded.backbone_refs["generator"]["sha256"] == "0" * 64
+    bad = model_checkpoint(tiny)
+    bad["state_dict"]["mapper.extra"] = torch.zeros(1)
+    with pytest.raises(InputError, match="unknown"):
+        load_model(bad, backbones=False)
+    with pytest.raises(InputError, match="not a VidStyleODE checkpoint"):
+        load_model({"format": "vsode/clip@1"}, backbones=False)
+
+
+def test_load_model_checks_backbone_hashes(tmp_path, tiny):
+    gen_path = tmp_path / "g.pt"
+    torch.save({"g_ema": tiny.generator.state_dict(), "latent_avg": torch.zeros(16)}, gen_path)
+    tiny.backbone_refs = {"generator": {"name": str(gen_path), "sha256": "f" * 64}, "encoder": None, "clip": None, "dino": None}
+    path = save_model(tiny, tmp_path / "m.pt")
+    with pytest.raises(ChecksumError, match="trained"):
+        load_model(path, backbones=["generator"])
+    model = load_model(path, backbones=["generator"], verify=False)
+    assert isinstance(model.generator, Generator)
+
+
+def test_model_moves_with_its_backbones(tiny):
+    tiny.to(torch.float64)
+    assert next(tiny.generator.parameters()).dtype == torch.float64
+    assert isinstance(tiny, VidStyleODE)

@@ -1,0 +1,289 @@
+"""Training a VidStyleODE end to end on a tiny prepared demo dataset (CPU, a few dozen steps)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from vsode.checkpoints import resolve
+from vsode.clip import load_clip
+from vsode.demo.dataset import write_dataset
+from vsode.dino import Dino, DinoConfig
+from vsode.model import load_model, parameter_counts, preset_config
+from vsode.stylegan2 import load_generator
+from vsode.train.data import BinSampler, TrainData
+from vsode.train.losses import LambdaSchedule
+from vsode.train.loop import (
+    Backbones,
+    TrainOptions,
+    average_gradients,
+    compute_losses,
+    observation_mask,
+    split_overrides,
+    step_generator,
+    supervised_frames,
+    target_captions,
+    train,
+)
+from vsode.train.prepare import PrepareOptions, prepare_dataset
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    base = tmp_path_factory.mktemp("train")
+    write_dataset(base / "demo", n_videos=5, n_frames=8, fps=25, size=64, seed=0, val_fraction=0.2)
+    prepare_dataset(base / "demo", base / "data", PrepareOptions(device="cpu", batch_size=8))
+    return base / "data"
+
+
+def tiny_dino() -> Dino:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        return Dino(DinoConfig(patch_size=8, dim=32, depth=2, heads=2, mlp_ratio=2, image_size=64,
+                               resize=64, structure_layer=1, cls_layer=0))
+
+
+@pytest.fixture(scope="module")
+def backbones() -> Backbones:
+    return Backbones(
+        generator=load_generator(resolve("stylegan2-demo")),
+        clip=load_clip(resolve("clip-demo")),
+        dino=tiny_dino(),
+    )
+
+
+def options(**changes) -> TrainOptions:
+    base = dict(
+        batch_size=2, n_frames=4, n_supervised=2, lr=2e-4, seed=0, max_steps=30,
+        rec=LambdaSchedule.constant(1.0), clip=LambdaSchedule.constant(1.0),
+        consistency=LambdaSchedule.constant(1.0), checkpoint_every=0, sample_every=0,
+        val_every=0, log_every=1,
+    )
+    return TrainOptions(**{**base, **changes})
+
+
+CONFIG = preset_config("demo")
+
+
+def test_training_lowers_the_loss_and_writes_a_usable_run(tmp_path, data_dir, backbones):
+    records = []
+    result = train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=40, val_every=40, sample_every=40),
+                   backbones=backbones, log=records.append)
+    assert result.step == 40 and len(result.losses) == 40
+    first, last = sum(result.losses[:8]) / 8, sum(result.losses[-8:]) / 8
+    assert last < 0.8 * first, (first, last)
+    run = tmp_path / "run"
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["preset"] == "demo" and config["train"]["max_steps"] == 40
+    lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    steps = [r for r in lines if "loss/total" in r]
+    assert [r["step"] for r in steps] == list(range(1, 41))
+    assert {"loss/rec", "loss/structure", "loss/appearance", "loss/clip", "loss/consistency", "loss/latent",
+            "lambda/rec", "lambda/clip"} <= set(steps[0])
+    val = [r["val"] for r in lines if "val" in r]
+    assert val and val[-1]["psnr"] > 5 and -1 <= val[-1]["clip_consistency"] <= 1
+    model = load_model(run / "model.pt", backbones=False)
+    assert parameter_counts(model) == parameter_counts(result_model(run))
+    from vsode.video import probe
+
+    sample = probe(run / "samples" / "step-0000040.mp4")
+    assert (sample.width, sample.height) == (128, 64) and sample.frame_count == 8
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    assert state["step"] == 40 and len(state["optimizers"]) == 2
+
+
+def result_model(run: Path):
+    return load_model(run / "model.pt", backbones=False)
+
+
+def test_resumed_run_repeats_the_uninterrupted_losses_exactly(tmp_path, data_dir, backbones):
+    opts = options(max_steps=8)
+    full = train(data_dir, tmp_path / "full", model_config=CONFIG, options=opts, backbones=backbones)
+    part = train(data_dir, tmp_path / "part", model_config=CONFIG, options=opts, backbones=backbones, stop_after=3)
+    assert part.interrupted and part.step == 3
+    rest = train(data_dir, tmp_path / "part", model_config=CONFIG, options=opts, backbones=backbones)
+    assert rest.resumed_from == 3 and rest.step == 8
+    assert part.losses + rest.losses == full.losses  # bit for bit
+    a = torch.load(tmp_path / "full" / "model.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "part" / "model.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_ctrl_c_saves_a_checkpoint_that_resumes(tmp_path, data_dir, backbones):
+    def interrupt(entry):
+        if entry.get("step") == 2:
+            raise KeyboardInterrupt
+
+    opts = options(max_steps=4)
+    with pytest.raises(KeyboardInterrupt):
+        train(data_dir, tmp_path / "run", model_config=CONFIG, options=opts, backbones=backbones, log=interrupt)
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+    rest = train(data_dir, tmp_path / "run", model_config=CONFIG, options=opts, backbones=backbones)
+    full = train(data_dir, tmp_path / "full", model_config=CONFIG, options=opts, backbones=backbones)
+    assert rest.losses == full.losses[2:]
+
+
+def test_other_settings_in_the_run_dir_are_refused(tmp_path, data_dir, backbones):
+    train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=1), backbones=backbones)
+    from vsode.errors import InputError
+
+    with pytest.raises(InputError, match="other settings"):
+        train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=1, lr=1e-3),
+              backbones=backbones)
+    more = train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=2, log_every=5),
+                 backbones=backbones)
+    assert more.resumed_from == 1 and more.step == 2  # a later stop and other logging are the same run
+
+
+def test_interpolate_mode_hides_frames_but_supervises_them():
+    opts = options(sampling="interpolate", n_hidden=2, n_frames=6, n_supervised=3)
+    for step in range(20):
+        g = step_generator(0, step, 0)
+        mask = observation_mask(opts, 6, g)
+        assert mask[0] == 1 and mask[-1] == 1 and int((mask == 0).sum()) == 2
+        chosen = supervised_frames(opts, mask, g)
+        assert chosen[0] == 0 and bool((mask[chosen] == 0).any())
+        assert torch.equal(chosen, chosen.sort().values) and chosen.unique().numel() == chosen.numel()
+    mask = observation_mask(options(sampling="extrapolate", n_hidden=2, n_frames=6), 6, step_generator(0, 0, 0))
+    assert mask.tolist() == [1, 1, 1, 1, 0, 0]
+
+
+def test_interpolate_mode_trains(tmp_path, data_dir, backbones):
+    opts = options(max_steps=2, sampling="interpolate", n_hidden=1)
+    result = train(data_dir, tmp_path / "run", model_config=CONFIG, options=opts, backbones=backbones)
+    assert result.step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+
+
+def test_edit_targets_come_from_other_videos():
+    g = step_generator(0, 0, 0)
+    assert target_captions(["a", "b", "c"], ["a", "b", "c"], g) == ["c", "a", "b"]
+    one = target_captions(["a"], ["a", "b"], g)
+    assert one == ["b"]  # batch size 1: another caption of the training set
+    assert target_captions([None, "x"], [], g) == ["x", "a photo of a person"]
+
+
+def test_released_default_options_and_overrides():
+    opts = TrainOptions()
+    assert opts.learning_rate() == pytest.approx(4e-6) and opts.learning_rate(4) == pytest.approx(16e-6)
+    assert opts.consistency.at(0) == pytest.approx(0.01) and opts.clip.at(0) == 0.0
+    assert opts.rec.at(49_999) == 0.0 and opts.rec.at(100_000) == 1.0
+    train_part, model_part = split_overrides({"rec.hi": "0.5", "dynamics.dtype": "float64", "lr": "1e-4"})
+    assert model_part == {"dynamics.dtype": "float64"}
+    changed = opts.override(train_part)
+    assert changed.rec.hi == 0.5 and changed.lr == 1e-4
+    from vsode.errors import InputError
+
+    with pytest.raises(InputError, match="unknown training option"):
+        opts.override({"nope": 1})
+    with pytest.raises(InputError, match="sampling"):
+        TrainOptions(sampling="random")
+
+
+DDP_SCRIPT = r"""
+import json, sys, torch
+from vsode.checkpoints import resolve
+from vsode.clip import load_clip
+from vsode.model import build_model, preset_config
+from vsode.stylegan2 import load_generator
+from vsode.train.data import BinSampler, TrainData
+from vsode.train.loop import Backbones, Distributed, average_gradients, compute_losses, init_distributed, step_generator, target_captions
+from tests.test_train import options, tiny_dino
+torch.set_num_threads(1)
+info = Distributed.from_env()
+init_distributed(info, torch.device("cpu"))
+opts = options()
+bb = Backbones(load_generator(resolve("stylegan2-demo")), load_clip(resolve("clip-demo")), tiny_dino())
+data = TrainData(sys.argv[1])
+model = build_model(preset_config("demo"), seed=0)
+sampler = BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0, rank=info.rank, world_size=info.world_size)
+_, _, batch = next(sampler.batches())
+g = step_generator(0, 0, info.rank)
+pool = sorted({v.caption for v in data.videos if v.caption})
+total, _ = compute_losses(model, bb, batch, opts, 0, g, target_captions=target_captions(list(batch.captions), pool, g))
+total.backward()
+params = list(model.parameters())
+average_gradients(params, info.world_size)
+if info.rank == 0:
+    torch.save([p.grad for p in params], sys.argv[2])
+from vsode.train.loop import train
+result = train(sys.argv[1], sys.argv[3], model_config=preset_config("demo"), options=options(max_steps=2), backbones=bb)
+assert result.step == 2 and (result.model_path is None) == (info.rank != 0)
+"""
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_two_process_gloo_gradients_equal_one_process_on_the_same_bins(tmp_path, data_dir, backbones):
+    script = tmp_path / "ddp_step.py"
+    script.write_text(DDP_SCRIPT)
+    out = tmp_path / "grads.pt"
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
+         str(script), str(data_dir), str(out), str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    ddp = torch.load(out, weights_only=True)
+
+    # One process computes the same two bins (rank 0's and rank 1's) and averages by hand.
+    from vsode.model import build_model
+
+    data = TrainData(data_dir)
+    pool = sorted({v.caption for v in data.videos if v.caption})
+    grads = []
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the workers: same reduction order, so float-level agreement
+    for rank in (0, 1):
+        model = build_model(CONFIG, seed=0)
+        sampler = BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0, rank=rank, world_size=2)
+        _, _, batch = next(sampler.batches())
+        g = step_generator(0, 0, rank)
+        total, _ = compute_losses(model, backbones, batch, options(), 0, g,
+                                  target_captions=target_captions(list(batch.captions), pool, g))
+        total.backward()
+        grads.append([p.grad.clone() for p in model.parameters()])
+    torch.set_num_threads(threads)
+    single = [(a + b) / 2 for a, b in zip(*grads)]
+    assert len(single) == len(ddp)
+    for a, b in zip(single, ddp):  # all-reduce sums in another order: float32 rounding only
+        assert float((a - b).abs().max()) <= 1e-5 * float(a.abs().max()) + 1e-10
+    assert any(float(b.abs().max()) > 0 for b in ddp)
+    # the same train() under torchrun: rank 0 wrote the run
+    stats = [json.loads(line) for line in (tmp_path / "run" / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in stats] == [1, 2]
+    assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["step"] == 2
+
+
+def test_cli_trains_the_demo_preset_and_resumes(tmp_path, data_dir):
+    from vsode.cli.app import app
+
+    runner = CliRunner()
+    args = ["train", str(data_dir), "-o", str(tmp_path / "run"), "--preset", "demo", "--max-steps", "2",
+            "--batch-size", "2", "--set", "n_frames=4", "--set", "log_every=1", "--val-every", "0",
+            "--sample-every", "0", "--json", "-q"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["step"] == 2 and data["resumed_from"] is None and Path(data["model"]).is_file()
+    again = runner.invoke(app, [*args[:7], "3", *args[8:]])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["resumed_from"] == 2
+    bad = runner.invoke(app, ["train", str(data_dir), "-o", str(tmp_path / "x"), "--set", "nonsense"])
+    assert bad.exit_code == 2 and "KEY=VALUE" in bad.stderr
