@@ -287,3 +287,27 @@ def test_cli_trains_the_demo_preset_and_resumes(tmp_path, data_dir):
     assert json.loads(again.stdout)["resumed_from"] == 2
     bad = runner.invoke(app, ["train", str(data_dir), "-o", str(tmp_path / "x"), "--set", "nonsense"])
     assert bad.exit_code == 2 and "KEY=VALUE" in bad.stderr
+
+
+def test_clip_vit_stands_in_for_dino_in_the_demo_preset(backbones):
+    from vsode.dino import ClipViTFeatures
+    from vsode.model import load_backbone
+    from vsode.train.losses import appearance_loss, structure_loss
+
+    vit = load_backbone("dino", preset_config("demo").backbones.dino)
+    assert isinstance(vit, ClipViTFeatures)
+    images = torch.rand(2, 3, 64, 64)
+    feats = vit.features(images)
+    assert feats.keys.shape == (2, 65, 128) and feats.cls.shape == (2, 128)
+    # the keys are the attention's key projection of block ln_1 input: check against torch's MHA
+    block = vit.visual.transformer.resblocks[vit.structure_layer]
+    x = vit.visual._embeds(__import__("vsode.clip", fromlist=["x"]).preprocess_images(images * 2 - 1, vit.preprocess_config))
+    for earlier in vit.visual.transformer.resblocks[: vit.structure_layer]:
+        x = earlier(x)
+    q, k, v = torch.nn.functional.linear(block.ln_1(x), block.attn.in_proj_weight, block.attn.in_proj_bias).chunk(3, -1)
+    assert torch.allclose(feats.keys, k, atol=1e-6)
+    out = images.clone().requires_grad_(True)
+    assert float(structure_loss(vit, images, images)) == 0.0
+    loss = structure_loss(vit, out * 0.5, images) + appearance_loss(vit, out * 0.5, images)
+    loss.backward()
+    assert float(loss) > 0 and out.grad.abs().sum() > 0

@@ -465,3 +465,46 @@ def _check_layout(label: str, expected: Mapping[str, torch.Tensor], state: Mappi
         parts += [f"unknown keys {_names(unexpected)}"] if unexpected else []
         parts += [f"wrong shapes {', '.join(wrong[:6])}"] if wrong else []
         raise InputError(f"{label}: the weights do not fit the DINO ViT ({'; '.join(parts)})")
+
+
+class ClipViTFeatures(nn.Module):
+    """The DINO losses' features taken from a CLIP image tower instead (an open_clip ViT).
+
+    The demo world has no DINO; its tiny CLIP's vision transformer stands in, giving the same two
+    descriptors as :meth:`Dino.features`: the keys of block ``structure_layer``'s attention
+    (computed from that block's ``ln_1`` input, CLS included) and the CLS token after block
+    ``cls_layer``. Images in [0, 1] get CLIP's own preprocessing. Frozen, eval mode.
+    """
+
+    def __init__(self, clip: Any, *, structure_layer: int = -1, cls_layer: int | None = None) -> None:
+        super().__init__()
+        from .clip import ClipModel
+
+        if not isinstance(clip, ClipModel) or not hasattr(clip.clip.visual, "transformer"):
+            raise InputError("ClipViTFeatures needs a vsode ClipModel with a ViT image tower")
+        self.visual = clip.clip.visual
+        self.preprocess_config = clip.preprocess
+        depth = len(self.visual.transformer.resblocks)
+        self.structure_layer = structure_layer % depth
+        self.cls_layer = (depth // 2 if cls_layer is None else cls_layer) % depth
+        self.requires_grad_(False).eval()
+
+    def features(self, images01: torch.Tensor) -> DinoFeatures:
+        """B×3×H×W in [0, 1] → (keys B×tokens×width, cls B×width)."""
+        from .clip import preprocess_images
+
+        x = self.visual._embeds(preprocess_images(images01 * 2 - 1, self.preprocess_config))  # B N D
+        keys = cls = None
+        for i, block in enumerate(self.visual.transformer.resblocks):
+            if i == self.structure_layer:
+                width = x.shape[-1]
+                attn = block.attn
+                keys = F.linear(block.ln_1(x), attn.in_proj_weight[width : 2 * width], attn.in_proj_bias[width : 2 * width])
+            x = block(x)
+            if i == self.cls_layer:
+                cls = x[:, 0]
+            if keys is not None and cls is not None:
+                break
+        return DinoFeatures(keys, cls)
+
+    forward = features

@@ -250,12 +250,13 @@ def _demo() -> ModelConfig:
         modulation=ModulationConfig(
             n_embd=128, n_head=4, n_self_layers=2, n_cross_layers=2, n_tokens=64, out_dim=128
         ),
-        mapper=MapperConfig(style_dim=128, cond_dim=128, groups=(4, 4, 2), n_modules=(2, 2, 2)),
+        # motion moves the demo W+ rows by ~0.2, so the offset scale is 0.1 rather than 0.01
+        mapper=MapperConfig(style_dim=128, cond_dim=128, groups=(4, 4, 2), n_modules=(2, 2, 2), delta_weight=0.1),
         n_latent=10,
         video_length=50,
         nominal_fps="25/1",
         data_size=(64, 64),
-        backbones=Backbones("stylegan2-demo", "psp-demo", "clip-demo", None),
+        backbones=Backbones("stylegan2-demo", "psp-demo", "clip-demo", "clip-demo"),  # CLIP's ViT as DINO
         preset="demo",
     )
 
@@ -680,9 +681,15 @@ def load_backbone(
 
         return load_clip(path)
     if kind == "dino":
-        from .dino import load_dino
+        from .checkpoints.load import safe_load
+        from .dino import ClipViTFeatures, load_dino
 
-        return load_dino(path)
+        ckpt = safe_load(path, map_location="cpu")
+        if isinstance(ckpt, Mapping) and ckpt.get("format") == "vsode/clip@1":
+            from .clip import load_clip
+
+            return ClipViTFeatures(load_clip(ckpt))  # a CLIP image tower standing in for DINO
+        return load_dino(ckpt)
     raise InputError(f"unknown backbone kind {kind!r}")
 
 

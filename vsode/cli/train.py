@@ -28,8 +28,8 @@ def train(
         Path, typer.Option("--output", "-o", help="Run folder: config, stats.jsonl, checkpoints, samples; an existing run with the same settings resumes.", metavar="RUN_DIR")
     ],
     preset: Annotated[str, typer.Option("--preset", help="Model preset: ffhq (the released face model), fashion, demo or tiny.")] = "ffhq",
-    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this global step (default 100000).", min=0)] = None,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Videos per step and process (default 2).", min=1)] = None,
+    max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this global step (default: the preset's; 100000 for ffhq).", min=0)] = None,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Videos per step and process (default: the preset's; 2 for ffhq).", min=1)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Base rate η of modulation + mapper; the dynamics encoder uses 5η (default batch x processes x 2e-6).")] = None,
     sampling: Annotated[Optional[str], typer.Option("--sampling", help="static, interpolate or extrapolate: hide frames from the ODE-GRU but supervise them.")] = None,
     set_: Annotated[
@@ -73,7 +73,7 @@ def train(
         ):
             if value is not None:
                 train_changes[key] = value
-        options = TrainOptions().override(train_changes)
+        options = TrainOptions.for_preset(preset).override(train_changes)
         config = preset_config(preset)
         if model_changes:
             config = config.override(model_changes)

@@ -165,6 +165,28 @@ class TrainOptions:
             node[head] = _convert(key, node[head], value)
         return TrainOptions.from_dict(data)
 
+    @classmethod
+    def for_preset(cls, preset: str) -> "TrainOptions":
+        """The default options of a model preset: the released RAVDESS schedule for ``ffhq``
+        (Fashion's for ``fashion``); for the small ``demo``/``tiny`` presets a short schedule
+        with every loss on from the start (the released pixel loss waits 50k steps)."""
+        if preset == "fashion":
+            return cls(
+                batch_size=3, n_supervised=4, latent_lambda=1.0,
+                rec=LambdaSchedule(50_000, 0.01, 0.1, 100_000),
+                clip=LambdaSchedule(5_000, 0.01, 2.5, 200_000),
+                consistency=LambdaSchedule(0, 0.01, 1.0, 40_000),
+            )
+        if preset in ("demo", "tiny"):
+            return cls(
+                batch_size=4, n_frames=8, n_supervised=4, lr=1e-4, max_steps=3000,
+                rec=LambdaSchedule.constant(1.0),
+                clip=LambdaSchedule(200, 0.01, 1.0, 2000),
+                consistency=LambdaSchedule(0, 0.01, 1.0, 2000),
+                vgg_lambda=1.0, checkpoint_every=250, sample_every=1000, val_every=500, seed=0,
+            )
+        return cls()
+
     def learning_rate(self, world_size: int = 1) -> float:
         """η: ``lr`` if set, else batch_size × world_size × base_lr (the released scaling)."""
         return self.lr if self.lr is not None else self.batch_size * world_size * self.base_lr
