@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +35,7 @@ from vsode.align import (
 )
 from vsode.align.landmarks import MTCNNLandmarker
 from vsode.cli.align import align as align_command
-from vsode.errors import InputError, OutputExistsError
+from vsode.errors import InputError, ModelMissingError, OutputExistsError
 from vsode.video import VideoWriter, probe, read_all
 
 # --- drawn faces -------------------------------------------------------------------------------
@@ -265,14 +266,14 @@ BLANK = [8, 9, 10, 11]
 
 @pytest.fixture(scope="module")
 def astronaut() -> torch.Tensor:
-    data = pytest.importorskip("skimage.data")
+    from skimage import data  # the test extra installs scikit-image
+
     return torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).contiguous()  # 3 512 512
 
 
 @pytest.fixture(scope="module")
 def mtcnn() -> MTCNNLandmarker:
-    pytest.importorskip("facenet_pytorch")
-    return MTCNNLandmarker("cpu")
+    return MTCNNLandmarker("cpu")  # facenet-pytorch is a dependency of vsode
 
 
 def windows() -> list[tuple[float, float, float]]:
@@ -301,6 +302,13 @@ def test_mtcnn_finds_the_astronauts_eyes_and_mouth(astronaut: torch.Tensor, mtcn
     assert len(faces) == 1 and faces[0].score > 0.99
     np.testing.assert_allclose(np.array(faces[0].points), ASTRONAUT_POINTS, atol=4.0)
     assert mtcnn.detect(torch.zeros(1, 3, 96, 96, dtype=torch.uint8)) == [[]]
+
+
+def test_missing_detector_package_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "facenet_pytorch", None)  # its import fails
+    with pytest.raises(ModelMissingError, match="pip install") as err:
+        MTCNNLandmarker("cpu")
+    assert err.value.exit_code == 3
 
 
 def test_panned_zoomed_photo_gives_a_stable_track_that_follows_the_face(

@@ -6,6 +6,7 @@ import json
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -69,6 +70,7 @@ def clip(tmp_path_factory) -> Path:
 
 
 def _options(psp_file: Path, tmp_path: Path, **kw) -> InvertOptions:
+    kw.setdefault("align", "off")  # the synthetic clips have no face to find
     return InvertOptions(encoder=str(psp_file), batch_size=4, device="cpu", cache_dir=tmp_path / "cache", **kw)
 
 
@@ -159,6 +161,7 @@ def test_cli_invert_with_preview_json_and_force(psp_file, clip, tmp_path):
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout)
     assert data["frames"] == 6 and data["fps"] == "30000/1001" and data["output"] == str(out)
+    assert data["aligned"] is False  # auto alignment found no face and fell back to the centre square
     assert data["preview"]["frames"] == 6
     assert "encode" in data["timings"]
     info = probe(preview)
@@ -191,3 +194,33 @@ def test_cli_bad_input_exits_2(psp_file, tmp_path, with_model):
                                    "--cache-dir", str(tmp_path / "c"), *encoder])
     assert res.exit_code == 2, res.stderr
     assert res.stderr.count("\n") == 1 and "notes.mp4" in res.stderr
+
+
+def test_invert_aligns_a_real_face_and_saves_the_track(tmp_path):
+    from PIL import Image
+    from skimage import data as skdata
+
+    from vsode.align import load_track
+    from vsode.video import VideoWriter
+
+    photo = Image.fromarray(skdata.astronaut()).resize((160, 160))
+    frame = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
+    clip = tmp_path / "face.mp4"
+    with VideoWriter(clip, fps=25, width=160, height=160) as writer:
+        writer.write(frame.repeat(3, 1, 1, 1))
+    out, track = tmp_path / "face.latents.pt", tmp_path / "face.track.json"
+    args = ["invert", str(clip), "-o", str(out), "--encoder", "psp-demo", "--align", "--save-track", str(track),
+            "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--json"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["aligned"] is True and result["faceless_frames"] == []
+    latents = load_latents(out)
+    saved = load_track(track)
+    assert latents.alignment == saved.to_dict()
+    # the crop is the face, not the centre square: the two inversions differ
+    plain = invert_video(clip, InvertOptions(encoder="psp-demo", device="cpu", align="off", use_cache=False))
+    assert not torch.allclose(plain.wplus, latents.wplus, atol=1e-3)
+    # re-running from the saved track gives the same codes without detecting
+    again = invert_video(clip, InvertOptions(encoder="psp-demo", device="cpu", track=track, use_cache=False))
+    assert torch.equal(again.wplus, latents.wplus)

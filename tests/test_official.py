@@ -7,10 +7,10 @@ from __future__ import annotations
 import importlib.abc
 import json
 import os
-import pickle
 import re
 import sys
 import types
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -247,7 +247,6 @@ def test_stage_api_on_a_converted_float64_model(converted):
         w = model.mapper(content, conds)
         assert w.shape == (3, 18, 512)
         torch.testing.assert_close(w, content + 0.01 * model.mapper.delta(content, conds))
-        torch.testing.assert_close(w, model.decode_w(tokens, content[:1], style[:1]))
         # the fine condition never sees the dynamics: other tokens move rows 0-9 only
         w_other = model.mapper(content, model.modulation(style, tokens.flip(0)))
         assert torch.equal(w_other[:, 10:], w[:, 10:]) and not torch.equal(w_other[:, :10], w[:, :10])
@@ -388,7 +387,9 @@ def test_unreadable_and_torchscript_files_are_refused(tmp_path):
     bad.write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(InputError):
         load_official_checkpoint(bad)
-    scripted = torch.jit.script(torch.nn.Linear(2, 2))
+    with warnings.catch_warnings():  # torch.jit is deprecated, but such files still exist
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(torch.nn.Linear(2, 2))
     ts = tmp_path / "scripted.ckpt"
     scripted.save(str(ts))
     with pytest.raises(UnsafeCheckpointError, match="TorchScript"):

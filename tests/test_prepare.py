@@ -241,3 +241,28 @@ def test_cli_happy_path_and_bad_input(tmp_path):
     assert res.exit_code == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("vsode: error:") and "nowhere" in lines[0]
+
+
+def test_prepare_aligns_real_faces(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from skimage import data as skdata
+
+    from vsode.invert import load_latents
+    from vsode.video import VideoWriter
+
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    photo = Image.fromarray(skdata.astronaut()).resize((160, 160))
+    frame = torch.from_numpy(np.asarray(photo).copy()).permute(2, 0, 1)
+    with VideoWriter(videos / "astronaut.mp4", fps=25, width=160, height=160) as writer:
+        writer.write(frame.repeat(2, 1, 1, 1))
+    result = prepare_dataset(videos, tmp_path / "data",
+                             PrepareOptions(encoder="psp-demo", size=64, device="cpu", align="on"))
+    assert result.prepared == ("astronaut",) or list(result.prepared) == ["astronaut"]
+    latents = load_latents(tmp_path / "data" / "latents" / "astronaut.pt")
+    assert latents.alignment is not None and latents.alignment["format"] == "vsode/track@1"
+    settings = json.loads((tmp_path / "data" / "dataset.json").read_text())
+    assert settings["config"]["crop"] == "ffhq-align-on"
+    with Image.open(tmp_path / "data" / "frames" / "astronaut" / "00000.png") as png:
+        assert png.size == (64, 64)

@@ -35,6 +35,10 @@ _EXPORTS = {
     "ModelConfig": "vsode.model",
     "VidStyleODE": "vsode.model",
     "VideoCode": "vsode.model",
+    "load_official_checkpoint": "vsode.official",
+    "to_official_state_dict": "vsode.official",
+    "align_video": "vsode.align",
+    "load_track": "vsode.align",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -8,8 +8,12 @@ A latents file is self-describing (STYLE habit 2) and loads with ``weights_only=
      "source": {"path", "sha256"}, "encoder": {"name", "kind", "sha256"},
      "generator": {"name", "sha256"}, "refine": {"steps", "lr"}, "alignment": None}
 
-Without face alignment (a later stage) the frame is centre-cropped to a square and resized to the
-encoder's 256×256 input, which is right for footage that is already FFHQ-aligned.
+Faces are FFHQ-aligned first (:mod:`vsode.align`: MTCNN landmarks, a smoothed per-frame quad)
+and the latents file keeps the track in ``alignment`` so later stages crop and paste back the
+same way. ``align="off"`` (``--no-align``) centre-crops a square instead, which is right for
+footage that is already aligned; ``"auto"`` (the default) aligns unless the encoder is one whose
+world needs none (the demo built-ins), and falls back to the centre square, saying so, when no
+face is found in any frame.
 """
 
 from __future__ import annotations
@@ -39,8 +43,9 @@ from .video import VideoInfo, VideoWriter, probe, read_frames
 LATENTS_FORMAT = "vsode/latents@1"
 PRECISIONS = ("fp32", "bf16", "auto")
 DEFAULT_ENCODER = "psp-ffhq-encode"
+ALIGN_MODES = ("auto", "on", "off")
 # Bumped when the frames handed to the encoder change for the same input (crop policy, resize).
-_PREPROCESS_VERSION = 1
+_PREPROCESS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,10 @@ class InvertOptions:
         precision: ``fp32`` (reference), ``bf16`` (autocast fast path) or ``auto`` (bf16 on CUDA).
         use_cache: reuse and store latents in the cache, keyed by input hash and models.
         cache_dir: cache root (default ``$VSODE_CACHE_DIR`` or the user cache folder).
+        align: ``auto``, ``on`` (fail when no face is found) or ``off`` (centre square).
+        face_index: which face to follow when there are several (0 = the largest).
+        sigma_center, sigma_scale: temporal smoothing of the alignment track (frames).
+        track: a saved alignment track (``vsode align --save-track``) to use instead of detecting.
     """
 
     encoder: str = DEFAULT_ENCODER
@@ -69,8 +78,19 @@ class InvertOptions:
     precision: str = "fp32"
     use_cache: bool = True
     cache_dir: Path | None = None
+    align: str = "auto"
+    face_index: int = 0
+    sigma_center: float = 1.0
+    sigma_scale: float = 3.0
+    track: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.align not in ALIGN_MODES:
+            raise InputError(f"align {self.align!r} is not one of {', '.join(ALIGN_MODES)}")
+        if self.face_index < 0:
+            raise InputError(f"--face-index {self.face_index} must be 0 (largest) or more")
+        if self.sigma_center < 0 or self.sigma_scale < 0:
+            raise InputError("--sigma-center and --sigma-scale must be 0 or more frames")
         if self.batch_size < 1:
             raise InputError(f"--batch-size {self.batch_size} must be at least 1")
         if self.refine < 0:
@@ -162,6 +182,11 @@ class Latents:
         d.pop("wplus")
         d.pop("times")
         d["n_latent"] = int(self.wplus.shape[1])
+        track = d.pop("alignment")
+        d["aligned"] = track is not None
+        if track is not None:  # the whole track is in the file; the summary names the gaps
+            d["faceless_frames"] = [i for i, lm in enumerate(track.get("landmarks", [])) if lm is None]
+            d["face_index"] = track.get("face_index", 0)
         d["duration"] = float(self.times[-1] - self.times[0] + 1 / self.fps) if self.times else 0.0
         return d
 
@@ -227,8 +252,12 @@ def _use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
-def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels) -> str:
+def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels, track: Any = None) -> str:
+    alignment = None if track is None else hashlib.sha256(
+        json.dumps(track.to_dict(), sort_keys=True).encode()
+    ).hexdigest()
     key = {
+        "alignment": alignment,
         "format": LATENTS_FORMAT,
         "preprocess": _PREPROCESS_VERSION,
         "source": source_sha,
@@ -251,8 +280,16 @@ def encoder_batches(
     size: int,
     batch_size: int,
     progress: Progress | None = None,
+    track: Any = None,
 ) -> Iterator[tuple[torch.Tensor, list[Fraction]]]:
-    """Stream a video as encoder inputs: (B×3×size×size in [-1, 1], timestamps) per batch."""
+    """Stream a video as encoder inputs: (B×3×size×size in [-1, 1], timestamps) per batch;
+    the aligned crops of ``track`` (a :class:`vsode.align.Track`), else the centre square."""
+    if track is not None:
+        from .align import crop_video
+
+        for batch in crop_video(path, track, size=size, batch_size=batch_size, info=info, progress=progress):
+            yield preprocess(batch.frames, size), list(batch.timestamps)
+        return
     for batch in read_frames(
         path, batch_size=batch_size, crop=center_square(info), info=info, progress=progress
     ):
@@ -301,6 +338,47 @@ def refine_latents(
     return w.detach()
 
 
+def _prealigned(encoder: str) -> bool:
+    return encoder in REGISTRY and REGISTRY.get(encoder).alignment == "none"
+
+
+def alignment_track(
+    path: str | os.PathLike,
+    info: VideoInfo,
+    options: InvertOptions,
+    *,
+    size: int,
+    progress: Progress | None = None,
+) -> Any:
+    """The alignment :class:`vsode.align.Track` the options ask for, or None for the centre square.
+
+    ``auto`` skips detection for encoders whose world is aligned by construction and falls back
+    to the centre square (with a log line) when no face is found in any frame; ``on`` fails then.
+    """
+    from .align import AlignOptions, load_track, track_video
+
+    progress = ensure(progress)
+    if options.track is not None:
+        track = load_track(options.track)
+        track.check(info, origin=f"track {options.track}")
+        if (track.sigma_center, track.sigma_scale) != (options.sigma_center, options.sigma_scale):
+            track = track.smoothed(options.sigma_center, options.sigma_scale)
+        return track
+    if options.align == "off" or (options.align == "auto" and _prealigned(options.encoder)):
+        return None
+    align_options = AlignOptions(
+        size=size, face_index=options.face_index, sigma_center=options.sigma_center,
+        sigma_scale=options.sigma_scale, batch_size=options.batch_size, device=options.device,
+    )
+    try:
+        return track_video(path, align_options, info=info, progress=progress)
+    except InputError as exc:
+        if options.align == "on" or "no face" not in str(exc):
+            raise
+        progress.log(f"no face found in {path}; using the centre square (pass --no-align to skip detection)")
+        return None
+
+
 def invert_video(
     path: str | os.PathLike,
     options: InvertOptions | None = None,
@@ -332,7 +410,8 @@ def invert_video(
             models = load_models(options, device)
     source_sha = sha256_file(Path(path), progress, label="hash input")
     source = {"path": str(Path(path).resolve()), "sha256": source_sha}
-    cache_file = _latents_cache_path(options.cache_dir, _cache_key(source_sha, options, models))
+    track = alignment_track(path, info, options, size=models.encoder.input_size, progress=progress)
+    cache_file = _latents_cache_path(options.cache_dir, _cache_key(source_sha, options, models, track))
     if options.use_cache and cache_file.is_file():
         try:
             cached = load_latents(cache_file)
@@ -348,7 +427,7 @@ def invert_video(
     times: list[Fraction] = []
     with progress.stage("encode", total=info.frame_count) as stage:
         for images, stamps in encoder_batches(
-            path, info, size=models.encoder.input_size, batch_size=options.batch_size
+            path, info, size=models.encoder.input_size, batch_size=options.batch_size, track=track
         ):
             images = images.to(device)
             w = models.encoder.encode(images, impl="fast" if fast else "reference")
@@ -369,6 +448,7 @@ def invert_video(
         encoder=models.encoder_ref,
         generator=models.generator_ref,
         refine={"steps": options.refine, "lr": options.refine_lr if options.refine else 0.0},
+        alignment=None if track is None else track.to_dict(),
     )
     if options.use_cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -159,8 +159,11 @@ def read_official_checkpoint(
     model = _uninitialised_model(config)
     name = preset if isinstance(preset, str) else config.preset
     try:
-        converted = from_official(state, model.state_dict(), keep_generator=use_embedded_generator, label=label)
+        converted = from_official(state, model.state_dict(), keep_generator=use_embedded_generator,
+                                  label=label)
     except InputError as err:
+        if "shape" not in str(err):
+            raise
         raise InputError(
             f"{err} (model built from preset {name!r}: released face runs are 'ffhq', fashion runs 'fashion')"
         ) from None
@@ -217,8 +220,9 @@ def load_official_checkpoint(
 def to_official_state_dict(model: VidStyleODE) -> dict[str, torch.Tensor]:
     """The model's trainable weights under the released key names, in the released order, with
     the duplicated ``bVAE_enc.encoder_z0.z0_diffeq_solver.*`` keys (the same tensors as
-    ``bVAE_enc.z0_diffeq_solver.*``). CPU copies; no frozen backbones."""
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    ``bVAE_enc.z0_diffeq_solver.*``). Like ``state_dict()``, CPU tensors share memory with the
+    model; no frozen backbones."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return to_official(state)
 
 

@@ -307,7 +307,7 @@ def track_video(
         options: :class:`AlignOptions` (``face_index``, sigmas, ``detect_size``, ``batch_size``).
         landmarker: the face detector; :class:`MTCNNLandmarker` on ``options.device`` if omitted.
         info: the :func:`~vsode.video.probe` result for ``path``, if known.
-        progress: receives the ``decode`` and ``detect faces`` stages.
+        progress: receives the ``detect faces`` stage.
 
     Raises:
         InputError: bad input, or no face in any frame.
@@ -339,6 +339,11 @@ def track_video(
                     landmarks.append(np.asarray(pick.scaled(sx, sy).points, dtype=np.float64))
                     scores.append(pick.score)
             stage.advance(len(batch))
+    if all(lm is None for lm in landmarks):
+        raise InputError(
+            f"no face found in any of the {len(landmarks)} frames of {path}; if the face is small, "
+            "raise --detect-size; for footage that is already aligned, use --no-align"
+        )
     return Track.from_landmarks(
         landmarks, (info.width, info.height),
         sigma_center=options.sigma_center, sigma_scale=options.sigma_scale,

@@ -3,8 +3,8 @@
 Cropping shrinks a face larger than the crop with an antialiasing filter first (the FFHQ script's
 shrink step), then samples bilinearly, reflecting beyond the frame's edges. Paste-back warps the
 crop into the frame under a mask that is 1 inside the quad and falls to 0 at its edge over
-``feather`` frame pixels (an eroded box blurred twice, in closed form); where it is 0 the frame
-keeps its exact pixels. Colour matching shifts the crop's mean colour to the frame's along the
+``feather`` frame pixels (the ramp an eroded, blurred box has, as a smoothstep in closed form
+rather than by filtering the frame); where it is 0 the frame keeps its exact pixels. Colour matching shifts the crop's mean colour to the frame's along the
 seam.
 """
 
@@ -119,7 +119,7 @@ def irregular_times(info: VideoInfo) -> list | None:
 
 
 def _ramp(t: torch.Tensor) -> torch.Tensor:
-    """0 below 0, 1 above 1, smoothstep between: an eroded box blurred twice, in closed form."""
+    """0 below 0, 1 above 1, smoothstep between: the edge of an eroded, blurred box."""
     t = t.clamp(0, 1)
     return t * t * (3 - 2 * t)
 

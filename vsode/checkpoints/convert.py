@@ -72,7 +72,8 @@ FROZEN_PREFIXES: tuple[str, ...] = ("stylegan_G.", "clip_loss.", "criterionVGG."
 GENERATOR_PREFIX = "stylegan_G.G."  # the embedded rosinality generator
 # released keys of the parts the released code runs in float64
 FLOAT64_PREFIXES: tuple[str, ...] = tuple(
-    f"bVAE_enc.{theirs}" for ours, theirs in DYNAMICS_PREFIXES if ours in ("ode_enc.", "gru.", "transform_z0.", "ode_dec.")
+    f"bVAE_enc.{theirs}" for ours, theirs in DYNAMICS_PREFIXES
+    if ours in ("ode_enc.", "gru.", "transform_z0.", "ode_dec.")
 )
 TRAINABLE_ROOTS = ("bVAE_enc.", "modulation_network.", "style_mapper.")
 
@@ -218,7 +219,9 @@ def from_official(
     for name, value in ours.items():
         want = expected[name]
         if tuple(value.shape) != tuple(want.shape):
-            wrong.append(f"{official_key(name)!r} has shape {tuple(value.shape)}, the model expects {tuple(want.shape)}")
+            wrong.append(
+                f"{official_key(name)!r} has shape {tuple(value.shape)}, the model expects {tuple(want.shape)}"
+            )
         elif value.dtype != want.dtype:
             wrong.append(
                 f"{official_key(name)!r} is {str(value.dtype).removeprefix('torch.')}, the model expects "
@@ -227,11 +230,12 @@ def from_official(
     problems += wrong[:4] + ([f"{len(wrong) - 4} more mismatches"] if len(wrong) > 4 else [])
     for key, value in state.items():
         original = _alias_of(key) if isinstance(key, str) else None
-        if original is None or original not in state or not isinstance(value, torch.Tensor):
-            continue
+        if original is None or vsode_key(key) not in expected or original not in state:
+            continue  # an unknown alias or a missing original is reported above
         first = state[original]
-        if not isinstance(first, torch.Tensor) or first.shape != value.shape or first.dtype != value.dtype \
-                or not torch.equal(first, value):
+        same = isinstance(value, torch.Tensor) and isinstance(first, torch.Tensor) and \
+            first.shape == value.shape and first.dtype == value.dtype and torch.equal(first, value)
+        if not same:
             problems.append(
                 f"{key!r} differs from {original!r} (the released code registers one ODE function "
                 "twice, so the two copies must be identical)"
@@ -276,7 +280,9 @@ def embedded_generator(state: Mapping[str, torch.Tensor], *, label: str = "check
     try:
         return load_generator(dict(state))
     except InputError as err:
-        raise InputError(f"{label}: the embedded generator ({GENERATOR_PREFIX}*) cannot be loaded: {err}") from None
+        raise InputError(
+            f"{label}: the embedded generator ({GENERATOR_PREFIX}*) cannot be loaded: {err}"
+        ) from None
 
 
 # --- reading a Lightning checkpoint without running it ---------------------------------------------

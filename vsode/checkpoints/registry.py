@@ -65,6 +65,9 @@ class Entry:
         import with ``vsode download NAME --from-file PATH``.
     builtin_path: a file inside the Python package ``builtin_package`` (forward slashes); such an
         entry resolves with no download and no cache.
+    alignment: what input an encoder expects: ``"ffhq"`` (real faces, FFHQ-aligned crops: vsode
+        aligns video first) or ``"none"`` (frames are used as they are, e.g. the demo world, whose
+        faces are aligned by construction).
     notes: what is not known, and anything a user should read before relying on the file.
     """
 
@@ -81,11 +84,14 @@ class Entry:
     builtin_path: str | None = None
     builtin_package: str = "vsode"
     notes: str = ""
+    alignment: str = "ffhq"
 
     def __post_init__(self) -> None:
         # Registry data is code: a bad entry is a programming error, hence ValueError.
         if not _NAME.match(self.name):
             raise ValueError(f"bad checkpoint name {self.name!r}: use lower-case letters, digits, . _ -")
+        if self.alignment not in ("ffhq", "none"):
+            raise ValueError(f"{self.name}: alignment {self.alignment!r} must be 'ffhq' or 'none'")
         if self.kind not in KINDS:
             raise ValueError(f"{self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
         if not self.file_name or "/" in self.file_name or "\\" in self.file_name:
@@ -349,6 +355,7 @@ BUILTIN: tuple[Entry, ...] = (
         sha256="1508db6bfbcec7e401ce33a321001d8754ab0bf2ce5b6f5ecc4496eb013c8ea9",
         sha256_verified=True,
         builtin_path="assets/demo/psp-demo.pt",
+        alignment="none",
         licence=_VSODE_LICENCE,
         description="Tiny pSp encoder (64 px input) + its 64 px decoder for the demo world; scripts/train_demo_autoencoder.py",
     ),

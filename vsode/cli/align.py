@@ -18,20 +18,20 @@ def align(
     ] = None,
     save_track: Annotated[
         Optional[Path],
-        typer.Option("--save-track", help="Write the alignment track (JSON) here (default: OUTPUT stem + .track.json, unless --track is given).", metavar="FILE"),
+        typer.Option("--save-track", help="Write the alignment track (JSON) here (default: OUTPUT stem + .track.json, unless an unchanged --track is used).", metavar="FILE"),
     ] = None,
     track: Annotated[
         Optional[Path],
         typer.Option("--track", help="Use this saved track instead of detecting faces (identical reruns).", metavar="FILE"),
     ] = None,
-    face_index: Annotated[int, typer.Option("--face-index", help="Which face when there are several: 0 = largest, 1 = next ...", min=0)] = 0,
+    face_index: Annotated[int, typer.Option("--face-index", help="Which face when there are several: 0 = largest, 1 = next ... (a --track has its own).", min=0)] = 0,
     sigma_center: Annotated[
         Optional[float],
-        typer.Option("--sigma-center", help="Gaussian smoothing of the crop's centre, in frames [default: 1, or the --track's].", min=0),
+        typer.Option("--sigma-center", help="Gaussian smoothing of the crop's centre, in frames (default: 1, or the --track's).", min=0),
     ] = None,
     sigma_scale: Annotated[
         Optional[float],
-        typer.Option("--sigma-scale", help="Gaussian smoothing of the crop's scale and rotation, in frames [default: 3, or the --track's].", min=0),
+        typer.Option("--sigma-scale", help="Gaussian smoothing of the crop's scale and rotation, in frames (default: 3, or the --track's).", min=0),
     ] = None,
     size: Annotated[int, typer.Option("--size", help="Side of the aligned crops in pixels (the encoders take 256).", min=8)] = 256,
     detect_size: Annotated[
@@ -56,14 +56,16 @@ def align(
         from ..align import AlignOptions, align_video, load_track
 
         out = output or video.with_name(video.stem + ".aligned.mp4")
-        # A new track is always written (paste-back needs it); a loaded one only when asked.
-        track_out = save_track or (None if track is not None else out.with_name(out.stem + ".track.json"))
-        saved = load_track(track) if track is not None else None
+        loaded = saved = load_track(track) if track is not None else None
         if saved is not None and (sigma_center is not None or sigma_scale is not None):
             saved = saved.smoothed(
                 saved.sigma_center if sigma_center is None else sigma_center,
                 saved.sigma_scale if sigma_scale is None else sigma_scale,
             )
+        # A new or re-smoothed track is always written (paste-back needs it); an unchanged one
+        # only when asked.
+        fresh = loaded is None or saved is not loaded
+        track_out = save_track or (out.with_name(out.stem + ".track.json") if fresh else None)
         options = AlignOptions(
             size=size,
             face_index=face_index,

@@ -46,14 +46,19 @@ def _register() -> None:
     app.command("download")(download.download)
     app.command("models")(models.models)
 
-    from . import invert
+    from . import align, invert
 
+    app.command("align")(align.align)
     app.command("invert")(invert.invert)
 
     from . import prepare, train
 
     app.command("prepare")(prepare.prepare)
     app.command("train")(train.train)
+
+    from . import import_official
+
+    app.command("import-official")(import_official.import_official)
 
     from . import demo
 

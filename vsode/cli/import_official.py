@@ -37,7 +37,7 @@ def import_official(
 
     The trainable video encoder, modulation network and mapper are renamed to vsode's layout
     strictly (any key that cannot be mapped, a missing key or a wrong shape is an error naming
-    the key); the ODE-ConvGRU keeps the file's float64. The frozen StyleGAN2, CLIP and DINO
+    the key); the ODE-ConvGRU keeps the file's dtype (float64 in released runs). The frozen StyleGAN2, CLIP and DINO
     stored in the checkpoint are ignored: the model names the preset's, which `vsode download`
     installs. The file is read without running code from it: objects Lightning pickles besides
     tensors (hyper-parameters, callback states) are read as inert placeholders, never imported.
@@ -52,8 +52,8 @@ def import_official(
         if result.replaced:
             ui.debug("read as inert placeholders: " + ", ".join(result.replaced))
         if result.missing_backbones:
-            ui.info("not installed yet (the model needs them to render): "
-                    + ", ".join(result.missing_backbones) + "; see `vsode download --help`")
+            ui.info("the model names backbones that are not installed yet: "
+                    + ", ".join(result.missing_backbones) + "; install them with `vsode download NAME`")
         human = f"wrote {result.output} (preset {result.preset}, ODE {result.dtype}"
         if result.epoch is not None:
             human += f", epoch {result.epoch}, step {result.global_step}"

@@ -42,6 +42,19 @@ def invert(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per batch; bounds memory.", min=1)] = 8,
     precision: Annotated[str, typer.Option("--precision", help="fp32 (reference), bf16 (fast) or auto (bf16 on CUDA).")] = "fp32",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor store latents in the cache.")] = False,
+    align: Annotated[
+        Optional[bool],
+        typer.Option("--align/--no-align", help="FFHQ-align the face first (default: yes, unless the encoder's world needs none; falls back to the centre square when no face is found). --no-align centre-crops already aligned footage.", show_default=False),
+    ] = None,
+    face_index: Annotated[int, typer.Option("--face-index", help="Which face to follow when there are several: 0 the largest, 1 the next...", min=0)] = 0,
+    track: Annotated[
+        Optional[Path], typer.Option("--track", help="Use a saved alignment track (vsode align --save-track) instead of detecting.", metavar="FILE")
+    ] = None,
+    save_track: Annotated[
+        Optional[Path], typer.Option("--save-track", help="Also write the alignment track as JSON, for identical re-runs.", metavar="FILE")
+    ] = None,
+    sigma_center: Annotated[float, typer.Option("--sigma-center", help="Temporal smoothing of the crop centre, in frames.", min=0.0)] = 1.0,
+    sigma_scale: Annotated[float, typer.Option("--sigma-scale", help="Temporal smoothing of the crop scale and rotation, in frames.", min=0.0)] = 3.0,
     device: DeviceOpt = "auto",
     seed: SeedOpt = None,
     cache_dir: CacheDirOpt = None,
@@ -54,8 +67,9 @@ def invert(
 
     The latents file keeps the exact timestamps, frame rate, source size, crop, and the names and
     SHA-256 of the encoder and generator, so later commands can use it instead of the video
-    (--latents). Inversions are cached per (input file, encoder, settings). Without face alignment
-    the frame is centre-cropped to a square and resized to 256x256.
+    (--latents). Inversions are cached per (input file, encoder, settings). The face is
+    FFHQ-aligned first (MTCNN landmarks, a temporally smoothed crop; frames without a face keep
+    an interpolated crop and are listed in the result); --no-align centre-crops a square instead.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..device import resolve_device, seed_everything
@@ -77,7 +91,14 @@ def invert(
             precision=precision,
             use_cache=not no_cache,
             cache_dir=cache_dir,
+            align="auto" if align is None else ("on" if align else "off"),
+            face_index=face_index,
+            sigma_center=sigma_center,
+            sigma_scale=sigma_scale,
+            track=track,
         )
+        if save_track is not None:
+            check_output_path(save_track, force=force)
         seed_everything(seed)
         dev = resolve_device(device)
         info = probe(video)  # bad input is reported before any model is looked for
@@ -85,6 +106,10 @@ def invert(
             models = load_models(options, dev)
         latents = invert_video(video, options, models=models, info=info, progress=ui.progress)
         latents.save(out, force=force)
+        if save_track is not None and latents.alignment is not None:
+            from ..align import Track
+
+            Track.from_dict(latents.alignment).save(save_track, force=force)
         result = {"output": str(out), "frames": latents.frame_count, **latents.summary()}
         if preview is not None:
             written = render_preview(

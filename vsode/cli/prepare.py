@@ -35,6 +35,11 @@ def prepare(
     batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per decode and encoder batch; bounds memory.", min=1)] = 8,
     precision: Annotated[str, typer.Option("--precision", help="Encoder precision: fp32 (reference), bf16 (fast) or auto (bf16 on CUDA).")] = "fp32",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out videos that cannot be read (listed in the manifest) instead of failing.")] = False,
+    align: Annotated[
+        Optional[bool],
+        typer.Option("--align/--no-align", help="FFHQ-align faces first (default: yes, unless the encoder's world needs none; a video with no face keeps the centre square). --no-align centre-crops aligned footage.", show_default=False),
+    ] = None,
+    face_index: Annotated[int, typer.Option("--face-index", help="Which face to follow when there are several: 0 the largest.", min=0)] = 0,
     seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     cache_dir: CacheDirOpt = None,
@@ -66,6 +71,8 @@ def prepare(
             seed=0 if seed is None else seed,  # decides the train/validation split
             jobs=jobs,
             skip_bad=skip_bad,
+            align="auto" if align is None else ("on" if align else "off"),
+            face_index=face_index,
             captions=captions,
             force=force,
             cache_dir=cache_dir,

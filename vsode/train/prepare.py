@@ -99,6 +99,10 @@ class PrepareOptions:
             ``video`` is a file name, a stem or a video id. It wins over per-video caption files.
         force: redo every video, and accept settings other than the folder's recorded ones.
         cache_dir: model cache root (default ``$VSODE_CACHE_DIR`` or the user cache folder).
+        align: ``auto`` (FFHQ-align faces unless the encoder's world needs none; the centre square
+            when a video has no face at all), ``on`` (a video without a face is an error) or
+            ``off`` (centre square, for aligned footage). Demo datasets are never re-aligned.
+        face_index: which face to follow when there are several (0 = the largest).
     """
 
     size: int | None = None
@@ -113,8 +117,14 @@ class PrepareOptions:
     captions: Path | None = None
     force: bool = False
     cache_dir: Path | None = None
+    align: str = "auto"
+    face_index: int = 0
 
     def __post_init__(self) -> None:
+        if self.align not in ("auto", "on", "off"):
+            raise InputError(f"align {self.align!r} must be auto, on or off")
+        if self.face_index < 0:
+            raise InputError(f"--face-index {self.face_index} must be 0 (largest) or more")
         if self.size is not None and not 16 <= self.size <= 4096:
             raise InputError(f"--size {self.size} must be between 16 and 4096 pixels (e.g. 256)")
         if self.batch_size < 1:
@@ -342,6 +352,15 @@ def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=1) + "\n").encode()
 
 
+def _align_mode(options: PrepareOptions, encoder: str | None) -> str:
+    """``off`` when no video will be aligned (demo-world encoders take frames as they are)."""
+    from ..checkpoints.registry import REGISTRY
+
+    if options.align == "auto" and encoder in REGISTRY and REGISTRY.get(encoder).alignment == "none":
+        return "off"
+    return options.align
+
+
 def _settings(kind: str, size: int, models: InversionModels, precision: str, options: PrepareOptions,
               demo_config: dict[str, Any] | None) -> dict[str, Any]:
     encoder = {k: models.encoder_ref[k] for k in ("name", "sha256", "kind") if k in models.encoder_ref}
@@ -353,7 +372,9 @@ def _settings(kind: str, size: int, models: InversionModels, precision: str, opt
         "n_latent": models.encoder.n_styles,
         "style_dim": models.encoder.style_dim,
         "precision": precision,
-        "crop": CROP_POLICY,
+        "crop": CROP_POLICY if _align_mode(options, models.encoder_ref.get("name")) == "off"
+        else f"ffhq-align-{options.align}",
+        "face_index": options.face_index,
         "resize": RESIZE_POLICY,
         "version": _PREPARE_VERSION,
         "val_fraction": None if demo_config is not None else options.val_fraction,
@@ -426,6 +447,7 @@ class _Start:
     times: list[Fraction]
     size: tuple[int, int]
     crop: tuple[int, int, int, int]
+    alignment: dict[str, Any] | None = None
 
 
 @dataclass
@@ -508,12 +530,12 @@ def _done_matches(done: Path, identity: dict[str, Any]) -> dict[str, Any] | None
 
 
 def _produce(source: _Source, root: Path, size: int, input_size: int, batch_size: int,
-             out: queue.Queue, halt: threading.Event) -> None:
+             out: queue.Queue, halt: threading.Event, align: tuple[str, int, str] = ("off", 0, "cpu")) -> None:
     """Worker: hash the input, skip it if done, else decode it, write its PNGs and hand the encoder
     inputs over. Ends with ``_END``; an exception is handed over instead, for the consumer to raise."""
     try:
         if source.demo is None:
-            _produce_video(source, root, size, input_size, batch_size, out, halt)
+            _produce_video(source, root, size, input_size, batch_size, out, halt, align)
         else:
             _produce_demo(source, root, size, input_size, batch_size, out, halt)
         _put(out, _END, halt)
@@ -525,7 +547,7 @@ def _produce(source: _Source, root: Path, size: int, input_size: int, batch_size
 
 
 def _produce_video(source: _Source, root: Path, size: int, input_size: int, batch_size: int,
-                   out: queue.Queue, halt: threading.Event) -> None:
+                   out: queue.Queue, halt: threading.Event, align: tuple[str, int, str] = ("off", 0, "cpu")) -> None:
     from ..video import probe, read_frames
 
     identity = {"file": source.name, "bytes": source.path.stat().st_size, "sha256": sha256_file(source.path)}
@@ -540,12 +562,35 @@ def _produce_video(source: _Source, root: Path, size: int, input_size: int, batc
     folder = root / "frames" / source.id
     _clear_frames(folder)
     crop = center_square(info)
-    _put(out, _Start(identity, info.fps, list(info.timestamps), (info.width, info.height), crop), halt)
-    frames = read_frames(source.path, batch_size=batch_size, crop=crop, info=info)
+    track = _track(source.path, info, max(size, input_size), batch_size, align)
+    alignment = None if track is None else track.to_dict()
+    _put(out, _Start(identity, info.fps, list(info.timestamps), (info.width, info.height), crop, alignment), halt)
+    if track is None:
+        frames = read_frames(source.path, batch_size=batch_size, crop=crop, info=info)
+    else:
+        from ..align import crop_video
+
+        frames = crop_video(source.path, track, size=max(size, input_size), batch_size=batch_size, info=info)
     with contextlib.closing(frames):
         for batch in frames:  # B 3 side side uint8, the full-resolution square
             _write_pngs(folder, _resize(batch.frames, size), batch.indices[0])
             _put(out, _encoder_input(batch.frames, input_size), halt)
+
+
+def _track(path: Path, info: Any, size: int, batch_size: int, align: tuple[str, int, str]) -> Any:
+    """The alignment track of one video (None: the centre square), as vsode.invert does it."""
+    mode, face_index, device = align
+    if mode == "off":
+        return None
+    from ..align import AlignOptions, track_video
+
+    try:
+        return track_video(path, AlignOptions(size=size, face_index=face_index, batch_size=batch_size, device=device),
+                           info=info)
+    except InputError as exc:
+        if mode == "on" or "no face" not in str(exc):
+            raise
+        return None  # auto: a video without any face keeps the centre square
 
 
 def _produce_demo(source: _Source, root: Path, size: int, input_size: int, batch_size: int,
@@ -713,7 +758,8 @@ def prepare_dataset(
                 out: queue.Queue = queue.Queue(maxsize=_QUEUE_BATCHES)
                 halt = threading.Event()
                 halts.append(halt)
-                future = pool.submit(_produce, source, root, size, input_size, options.batch_size, out, halt)
+                future = pool.submit(_produce, source, root, size, input_size, options.batch_size, out, halt,
+                                     (_align_mode(options, encoder), options.face_index, str(device)))
                 waiting.append((source, out, future, halt))
 
         try:
@@ -776,6 +822,7 @@ def _consume(source: _Source, out: queue.Queue, future: Future, root: Path, mode
         fps=item.fps,
         size=item.size,
         crop=item.crop,
+        alignment=item.alignment,
         source={"path": str(source.path.resolve()), "sha256": item.identity["sha256"]},
         encoder=models.encoder_ref,
         generator=models.generator_ref,
