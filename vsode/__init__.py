@@ -39,6 +39,18 @@ _EXPORTS = {
     "to_official_state_dict": "vsode.official",
     "align_video": "vsode.align",
     "load_track": "vsode.align",
+    "edit": "vsode.api",
+    "animate": "vsode.api",
+    "interpolate": "vsode.api",
+    "extrapolate": "vsode.api",
+    "blend_motion": "vsode.api",
+    "AppResult": "vsode.api",
+    "EditOptions": "vsode.options",
+    "AnimateOptions": "vsode.options",
+    "InterpolateOptions": "vsode.options",
+    "ExtrapolateOptions": "vsode.options",
+    "BlendOptions": "vsode.options",
+    "FrameTimes": "vsode.options",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -502,7 +502,7 @@ class Dynamics(nn.Module):
         for part in (pos, neg):
             if part:
                 grid_t = torch.tensor([0.0] + part, dtype=z0.dtype, device=z0.device)
-                table.append(self._odeint(z0, grid_t)[1:])
+                table.append(self.integrate(z0, grid_t)[1:])
         row = {0.0: 0}
         row.update({t: 1 + k for k, t in enumerate(pos)})
         row.update({t: 1 + len(pos) + k for k, t in enumerate(neg)})
@@ -510,7 +510,10 @@ class Dynamics(nn.Module):
         states = torch.cat(table).index_select(0, index).transpose(0, 1)  # B Tq C h w
         return states, self.tokens(states)
 
-    def _odeint(self, z0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def integrate(self, z0: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The decoder ODE from ``z0`` (B×C×h×w, state dtype) over a strictly monotonic grid ``t``
+        whose first entry is z0's time: one ``odeint`` call, (len(t))×B×C×h×w. :meth:`solve` is
+        the friendly form; this one lets callers keep the compact table of distinct times."""
         cfg = self.config
         options = None if cfg.max_num_steps is None else {"max_num_steps": cfg.max_num_steps}
         try:

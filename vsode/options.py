@@ -23,12 +23,14 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from .errors import InputError
 
 PRECISIONS = ("fp32", "bf16", "auto")
 CONTENT_MODES = ("mean", "first")
+ALIGN_MODES = ("auto", "on", "off")
 DEFAULT_MODEL = "vidstyleode-demo"
 # How the training captions were written (vsode.demo.world.CAPTION_TEMPLATE, the released
 # RAVDESS descriptions); ``--raw-prompt`` uses the prompt as it is.
@@ -310,15 +312,15 @@ def _mask_image(path: Path, grid: tuple[int, int]) -> torch.Tensor:
     h, w = grid
     try:
         with Image.open(path) as image:
-            gray = image.convert("L")
-            width, height = gray.size
-            pixels = torch.tensor(list(gray.getdata()), dtype=torch.float32).reshape(height, width) / 255
+            gray = np.asarray(image.convert("L"), dtype=np.float32)
+        height, width = gray.shape
+        pixels = torch.from_numpy(gray) / 255
     except (OSError, UnidentifiedImageError) as err:
         raise InputError(f"--region mask {path} is not an image PIL can read ({err}); give a PNG") from None
     if width % w or height % h or width // w != height // h:
         raise InputError(
             f"--region mask {path} is {width}x{height}; this model's dynamics grid is {w}x{h} (width x height): "
-            f"give a {w}x{h} PNG or a whole multiple of it (e.g. {8 * w}x{8 * h}), white = the second video's motion"
+            f"give a PNG of {w}x{h} pixels or a whole multiple (e.g. {8 * w}x{8 * h}), white = the second video's motion"
         )
     k = width // w
     return torch.nn.functional.avg_pool2d(pixels[None, None], k)[0, 0]  # box average per cell
@@ -330,6 +332,10 @@ def _mask_image(path: Path, grid: tuple[int, int]) -> torch.Tensor:
 def _problem_if(condition: bool, problems: list[str], message: str) -> None:
     if condition:
         problems.append(message)
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -349,9 +355,13 @@ class RenderOptions:
         use_cache: reuse and store inversions in the cache (keyed by file, encoder and settings).
         cache_dir: model and latents cache (default ``$VSODE_CACHE_DIR`` or the user cache).
         force: overwrite existing outputs.
-        crop_only: write the generated crop. Until face alignment lands, the input's centre
-            square is processed and the crop is always what is written; paste-back into the full
-            frame arrives with alignment.
+        align: ``auto`` (FFHQ-align faces unless the model's encoder works on its own world as
+            it is, e.g. the demo built-ins; the centre square when no face is found), ``on``
+            (no face is an error) or ``off`` (the centre square, for aligned footage).
+        face_index: which face to follow when there are several (0 = the largest).
+        crop_only: write the generated (aligned) crop instead of pasting it back into the full
+            frame. Outputs at new frame times (interpolate, extrapolate) and inputs that were not
+            aligned are always the crop.
     """
 
     model: str = DEFAULT_MODEL
@@ -364,6 +374,8 @@ class RenderOptions:
     use_cache: bool = True
     cache_dir: Path | None = None
     force: bool = False
+    align: str = "auto"
+    face_index: int = 0
     crop_only: bool = False
 
     def __post_init__(self) -> None:
@@ -377,12 +389,16 @@ class RenderOptions:
         _problem_if(not str(self.model).strip(), problems, "--model is empty; give a registry name or a checkpoint path")
         _problem_if(self.precision not in PRECISIONS, problems,
                     f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
-        _problem_if(isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1,
-                    problems, f"--batch-size {self.batch_size} must be a whole number of frames >= 1")
+        _problem_if(not _whole(self.batch_size, 1), problems,
+                    f"--batch-size {self.batch_size} must be a whole number of frames >= 1")
         _problem_if(self.content not in CONTENT_MODES, problems,
                     f"--content {self.content!r} is not one of {', '.join(CONTENT_MODES)}")
-        _problem_if(isinstance(self.crf, bool) or not isinstance(self.crf, int) or not 0 <= self.crf <= 51,
-                    problems, f"--crf {self.crf} must be a whole number from 0 (lossless) to 51")
+        _problem_if(not _whole(self.crf, 0) or self.crf > 51, problems,
+                    f"--crf {self.crf} must be a whole number from 0 (lossless) to 51")
+        _problem_if(self.align not in ALIGN_MODES, problems,
+                    f"align {self.align!r} is not one of {', '.join(ALIGN_MODES)}")
+        _problem_if(not _whole(self.face_index, 0), problems,
+                    f"--face-index {self.face_index} must be 0 (the largest face) or more")
 
 
 def _check_prompts(prompts: Sequence[str], source: str, strength: float, problems: list[str], *, required: bool) -> None:
@@ -459,8 +475,9 @@ class InterpolateOptions(RenderOptions):
                 object.__setattr__(self, "fps", parse_rate(self.fps))
             except InputError as err:
                 problems.append(str(err))
-        if self.factor is not None and (isinstance(self.factor, bool) or not isinstance(self.factor, int) or self.factor < 1):
-            problems.append(f"--factor {self.factor} must be a whole number >= 1 (2 doubles the frame rate); use --fps for other ratios")
+        if self.factor is not None and not _whole(self.factor, 1):
+            problems.append(f"--factor {self.factor} must be a whole number >= 1 (2 doubles the frame rate); "
+                            "use --fps for other ratios")
         if self.times is not None:
             try:
                 object.__setattr__(self, "times", check_times(self.times, "--times"))
@@ -491,8 +508,7 @@ class ExtrapolateOptions(RenderOptions):
                 and math.isfinite(self.seconds) and self.seconds > 0
             _problem_if(not ok, problems, f"--seconds {self.seconds} must be a positive number of seconds, e.g. --seconds 2")
         if self.frames is not None:
-            ok = not isinstance(self.frames, bool) and isinstance(self.frames, int) and self.frames >= 1
-            _problem_if(not ok, problems, f"--frames {self.frames} must be a whole number of frames >= 1")
+            _problem_if(not _whole(self.frames, 1), problems, f"--frames {self.frames} must be a whole number of frames >= 1")
 
     def new_frames(self, fps: Fraction) -> int:
         """Frames to add at ``fps``."""

@@ -60,6 +60,14 @@ def _register() -> None:
 
     app.command("import-official")(import_official.import_official)
 
+    from . import animate, blend_motion, edit, extrapolate, interpolate
+
+    app.command("edit")(edit.edit)
+    app.command("animate")(animate.animate)
+    app.command("interpolate")(interpolate.interpolate)
+    app.command("extrapolate")(extrapolate.extrapolate)
+    app.command("blend-motion")(blend_motion.blend_motion)
+
     from . import demo
 
     app.command("demo")(demo.demo)

@@ -1,0 +1,485 @@
+"""The five applications end to end through the CLI, on a random-weight demo VidStyleODE.
+
+Every output is checked as a file: frame count, exact rate, duration and audio with the project's
+probe, frames by decoding them. Meaning checks rely on exact identities of the pipeline:
+``interpolate --factor 1`` reconstructs the input, a finer grid reproduces the input frames at
+their own times, a zero blend mask is A's reconstruction and an all-one mask is A's content moved
+by B (what ``animate`` computes). Lossless outputs (``--crf 0``) make those comparisons tight.
+The demo encoder needs no face alignment, so inputs are centre-cropped; one test gives a latents
+file an alignment track to check the aligned crops and the paste-back.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from tests.media import ffmpeg, make_audio_only, make_clip, make_still
+from vsode.cli.animate import animate
+from vsode.cli.blend_motion import blend_motion
+from vsode.cli.edit import edit
+from vsode.cli.extrapolate import extrapolate
+from vsode.cli.interpolate import interpolate
+from vsode.errors import InputError
+from vsode.options import (
+    BlendOptions,
+    EditOptions,
+    ExtrapolateOptions,
+    FrameTimes,
+    InterpolateOptions,
+    parse_rate,
+    read_times,
+    region_mask,
+)
+from vsode.video import VideoWriter, probe, read_all
+
+NTSC = Fraction(30000, 1001)
+FRAMES = 30  # 1.001 s at 29.97 fps
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command("edit")(edit)
+    app.command("animate")(animate)
+    app.command("interpolate")(interpolate)
+    app.command("extrapolate")(extrapolate)
+    app.command("blend-motion")(blend_motion)
+    return app
+
+
+APP = _app()
+
+
+# --- fixtures --------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_machine(tmp_path_factory):
+    """One torch thread (tiny convolutions on a shared machine are many times faster) and a private
+    model/latents cache."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VSODE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+    torch.set_num_threads(threads)
+
+
+def _demo_model(path: Path) -> Path:
+    """The demo preset with random weights and the built-in demo backbones, its gains raised so that
+    prompts and motion move pixels by more than the codec's rounding: Δ undamped
+    (``delta_weight`` 1), the cross-attention read-out of the dynamics ×10, the dynamics state free
+    of biases (so it differs between videos) and the decoder ODE's velocity ×100."""
+    import vsode.model as M
+
+    config = M.preset_config("demo").override({"mapper.delta_weight": 1.0})
+    model = M.build_model(config, seed=0)
+    with torch.no_grad():
+        for branch in model.modulation.blocks:
+            for block in branch:
+                block.attn.value.weight.mul_(10)
+                block.attn.proj.weight.mul_(10)
+        for module in (model.dynamics.transform_z0, model.dynamics.gru, model.dynamics.ode_dec, model.dynamics.to_tokens):
+            for name, p in module.named_parameters():
+                if name.endswith("bias"):
+                    p.zero_()
+        model.dynamics.ode_dec.gradient_net[-1].weight.mul_(100)
+    model.backbone_refs = {
+        k: M.backbone_ref(k, name)
+        for k, name in (("generator", "stylegan2-demo"), ("encoder", "psp-demo"), ("clip", "clip-demo"))
+    } | {"dino": None}
+    M.save_model(model, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory) -> Path:
+    return _demo_model(tmp_path_factory.mktemp("model") / "demo-vsode.pt")
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("media")
+
+
+@pytest.fixture(scope="module")
+def clip_a(media) -> Path:
+    """30 frames at 29.97 fps with AAC audio, 64x48 (its centre square is processed)."""
+    return make_clip(media / "clip.mp4", fps="30000/1001", duration=1.001, frames=FRAMES)
+
+
+@pytest.fixture(scope="module")
+def clip_b(media) -> Path:
+    """Another picture and motion (testsrc), the same frame times, with audio."""
+    path = media / "talk.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=64x48:rate=30000/1001:duration=1.001",
+        "-f", "lavfi", "-i", "sine=frequency=220:sample_rate=48000:duration=1.001",
+        "-frames:v", str(FRAMES), "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", str(path),
+    )  # fmt: skip
+    return path
+
+
+def run(*args: str | Path):
+    return CliRunner().invoke(APP, [str(a) for a in args])
+
+
+def ok(*args: str | Path, model: Path) -> dict:
+    res = run(*args, "--model", model, "--device", "cpu", "--json", "-q")
+    assert res.exit_code == 0, res.stderr + res.stdout
+    return json.loads(res.stdout)
+
+
+def frames_of(path: Path) -> torch.Tensor:
+    return read_all(path, dtype="float32").frames
+
+
+def check_file(path: Path, *, frames: int, fps: Fraction, duration: Fraction, audio: bool) -> None:
+    """What the options promised, as the project's probe and a full decode see the file."""
+    info = probe(path)
+    assert info.frame_count == frames
+    assert info.fps == fps
+    assert info.duration == duration
+    assert bool(info.audio) == audio
+    assert frames_of(path).shape[0] == frames
+
+
+def mean_diff(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).abs().mean()) * 255
+
+
+# --- reference runs shared by several tests --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reconstruction(clip_a, model_file, media) -> tuple[dict, torch.Tensor]:
+    """``interpolate --factor 1``: the input's own times, i.e. A's reconstruction (lossless)."""
+    out = media / "rec.mp4"
+    result = ok("interpolate", clip_a, "--factor", "1", "--crf", "0", "-o", out, model=model_file)
+    return result, frames_of(out)
+
+
+@pytest.fixture(scope="module")
+def doubled(clip_a, model_file) -> tuple[dict, Path]:
+    """``interpolate --fps 60000/1001`` with the default output name."""
+    result = ok("interpolate", clip_a, "--fps", "60000/1001", "--crf", "0", model=model_file)
+    return result, Path(result["outputs"][0]["path"])
+
+
+@pytest.fixture(scope="module")
+def a_latents(clip_a, media) -> Path:
+    from vsode.invert import InvertOptions, invert_video
+
+    path = media / "clip.latents.pt"
+    invert_video(clip_a, InvertOptions(encoder="psp-demo", device="cpu")).save(path)
+    return path
+
+
+# --- edit ------------------------------------------------------------------------------------------
+
+
+def test_edit_two_prompts_make_two_different_videos_with_the_input_timing_and_audio(clip_a, model_file):
+    result = ok("edit", clip_a, "-p", "blue eyes", "-p", "red hair", model=model_file)
+    paths = [Path(o["path"]) for o in result["outputs"]]
+    assert [p.name for p in paths] == ["clip.edit-blue-eyes.mp4", "clip.edit-red-hair.mp4"]
+    for path in paths:
+        check_file(path, frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
+        assert abs(probe(path).audio[0].duration - Fraction(1001, 1000)) < Fraction(1, 20)
+    assert mean_diff(frames_of(paths[0]), frames_of(paths[1])) > 2  # the prompts change the faces
+    assert result["outputs"][0]["prompt"] == "blue eyes" and result["paste_back"] is False
+    # one inversion, one solve for both outputs
+    assert result["timings"]["modulation+mapper"]["frames"] == 2 * FRAMES
+    assert result["timings"]["solve"]["frames"] == FRAMES
+
+
+# --- interpolate -----------------------------------------------------------------------------------
+
+
+def test_interpolate_to_a_rational_rate_keeps_the_duration_and_the_input_frames(clip_a, reconstruction, doubled):
+    _, rec = reconstruction
+    result, path = doubled
+    assert path.name == "clip.interpolate-59.94fps.mp4"
+    # 29.97 -> 59.94 over 1.001 s: round(1.001 * 60000/1001) = 60 frames, exactly the duration
+    check_file(path, frames=60, fps=Fraction(60000, 1001), duration=Fraction(1001, 1000), audio=True)
+    out = frames_of(path)
+    same_times = mean_diff(out[0::2], rec)  # input frame k sits at output frame 2k
+    between = mean_diff(out[1::2], rec)
+    assert same_times < 0.05, same_times
+    assert between > 10 * same_times + 0.1, (between, same_times)
+
+
+def test_doubling_output_frames_does_not_double_ode_evaluations(clip_a, model_file, doubled, media):
+    nfe_60 = doubled[0]["nfe"]
+    result = ok("interpolate", clip_a, "--factor", "4", "-o", media / "x4.mp4", model=model_file)
+    check_file(media / "x4.mp4", frames=4 * FRAMES, fps=4 * NTSC, duration=FRAMES / NTSC, audio=True)
+    assert 0 < result["nfe"] < 1.5 * nfe_60, (result["nfe"], nfe_60)
+    assert result["nfe"] < 4 * FRAMES  # far fewer evaluations than frames: one dense solve
+
+
+def test_interpolate_at_explicit_times(clip_a, model_file, media, reconstruction):
+    times = media / "times.txt"
+    times.write_text("# seconds\n0.1\n0.25, 1001/3000\n0.5  # mid-clip\n")
+    out = media / "retimed.mp4"
+    ok("interpolate", clip_a, "--times", times, "-o", out, "--crf", "0", model=model_file)
+    info = probe(out)
+    assert info.frame_count == 4
+    assert list(info.timestamps) == [Fraction(0), Fraction(3, 20), Fraction(1001, 3000) - Fraction(1, 10), Fraction(2, 5)]
+    assert info.audio  # the source's audio from 0.1 s on
+    # 1001/3000 s is input frame 10: reproduced there
+    assert mean_diff(frames_of(out)[2], reconstruction[1][10]) < 0.05
+
+
+# --- extrapolate -----------------------------------------------------------------------------------
+
+
+def test_extrapolate_is_reconstruction_then_continuation_with_the_source_audio(clip_a, model_file, media, reconstruction):
+    out = media / "longer.mp4"
+    ok("extrapolate", clip_a, "--frames", "15", "--crf", "0", "-o", out, model=model_file)
+    check_file(out, frames=45, fps=NTSC, duration=45 / NTSC, audio=True)
+    assert abs(probe(out).audio[0].duration - Fraction(1001, 1000)) < Fraction(1, 20)  # source's only
+    frames = frames_of(out)
+    assert mean_diff(frames[:FRAMES], reconstruction[1]) < 0.05
+    only = media / "new.mp4"
+    ok("extrapolate", clip_a, "--seconds", "0.5", "--only-new", "--crf", "0", "-o", only, model=model_file)
+    check_file(only, frames=15, fps=NTSC, duration=15 / NTSC, audio=False)  # round(0.5 * 29.97)
+    assert mean_diff(frames_of(only), frames[FRAMES:]) < 0.05  # the same continuation
+
+
+# --- animate and blend-motion -----------------------------------------------------------------------
+
+
+def test_animate_an_image_with_a_driver_and_a_prompt(model_file, media, clip_b):
+    face = make_still(media / "face.png")
+    result = ok("animate", face, "--driver", clip_b, "-p", "blue eyes", model=model_file)
+    path = Path(result["outputs"][0]["path"])
+    assert path.name == "face.animate-talk-blue-eyes.mp4"
+    check_file(path, frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
+    # the same image edited on its own is an image
+    edited = Path(ok("edit", face, "-p", "blue eyes", model=model_file)["outputs"][0]["path"])
+    assert edited.name == "face.edit-blue-eyes.png"
+    info = probe(edited)
+    assert info.is_image and (info.width, info.height) == (64, 64)
+
+
+def test_bf16_generator_stays_close_to_fp32(clip_a, model_file, media, reconstruction):
+    out = media / "bf16.mp4"
+    ok("interpolate", clip_a, "--factor", "1", "--precision", "bf16", "--crf", "0", "-o", out, model=model_file)
+    assert mean_diff(frames_of(out), reconstruction[1]) < 3  # bf16 convolutions, 8-bit video
+
+
+def test_blend_motion_zero_mask_is_a_and_one_mask_is_b_motion(clip_a, clip_b, model_file, media, reconstruction, a_latents):
+    zeros, ones = "/".join(["0" * 8] * 8), "/".join(["1" * 8] * 8)
+    ok("blend-motion", clip_a, clip_b, "--region", zeros, "--crf", "0", "-o", media / "b0.mp4", model=model_file)
+    result = ok("blend-motion", clip_a, clip_b, "--region", ones, "--crf", "0", "-o", media / "b1.mp4", model=model_file)
+    check_file(media / "b1.mp4", frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
+    assert result["inputs"] == {"input": str(clip_a), "motion": str(clip_b)}
+    # A's content moved by B: what animate makes of A's latents (no video given) driven by B
+    ok("animate", "--latents", a_latents, "--driver", clip_b, "--crf", "0", "-o", media / "ab.mp4", model=model_file)
+    b0, b1, ab = frames_of(media / "b0.mp4"), frames_of(media / "b1.mp4"), frames_of(media / "ab.mp4")
+    assert mean_diff(b0, reconstruction[1]) < 0.05
+    assert mean_diff(b1, ab) < 0.05
+    assert mean_diff(b0, b1) > 10 * (mean_diff(b0, reconstruction[1]) + mean_diff(b1, ab)) + 0.1
+
+
+def test_an_aligned_input_is_cropped_by_its_track_and_pasted_back(clip_a, a_latents, model_file, media):
+    """A latents file carrying an alignment track (here a fixed 32 px square quad): the face crops
+    follow the track and the generated face goes back into the full 64x48 frames inside the quad,
+    leaving the rest of each frame as it was."""
+    import numpy as np
+
+    from vsode.align import Track
+    from vsode.invert import load_latents
+
+    latents = load_latents(a_latents)
+    quad = np.array([[20.0, 8.0], [20.0, 40.0], [52.0, 40.0], [52.0, 8.0]])  # TL BL BR TR
+    track = Track(frame_size=(64, 48), landmarks=(None,) * FRAMES, quads=np.repeat(quad[None], FRAMES, 0))
+    latents.alignment = track.to_dict()
+    aligned = latents.save(media / "aligned.latents.pt")
+    result = ok("edit", "--latents", aligned, "-p", "blue eyes", "--crf", "0", "-o", media / "pasted.mp4",
+                model=model_file)
+    assert result["paste_back"] and result["aligned"] == {"input": True} and result["crop"] is None
+    check_file(media / "pasted.mp4", frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
+    with VideoWriter(media / "roundtrip.mp4", fps=NTSC, width=64, height=48, crf=0) as writer:
+        writer.write(read_all(clip_a).frames)  # the source through the same lossless 4:2:0 coding
+    pasted, source = frames_of(media / "pasted.mp4"), frames_of(media / "roundtrip.mp4")
+    assert pasted.shape[-2:] == (48, 64)
+    outside = (slice(None), slice(None), slice(None), [*range(0, 18), *range(54, 64)])
+    assert mean_diff(pasted[outside], source[outside]) < 0.05  # the frame around the face is untouched
+    assert mean_diff(pasted[..., 12:36, 24:48], source[..., 12:36, 24:48]) > 10  # the face is generated
+    crop = ok("edit", "--latents", aligned, "-p", "blue eyes", "--crop-only", "-o", media / "crop.mp4", model=model_file)
+    assert not crop["paste_back"] and probe(media / "crop.mp4").width == 64 == probe(media / "crop.mp4").height
+
+
+# --- bad input ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def missing_backbone_model(tmp_path_factory) -> Path:
+    import vsode.model as M
+
+    model = M.build_model("tiny", seed=0)
+    model.backbone_refs = {"generator": {"name": "stylegan2-ffhq-1024", "sha256": "0" * 64}, "encoder": None,
+                           "clip": None, "dino": None}
+    return M.save_model(model, tmp_path_factory.mktemp("m3") / "needs-ffhq.pt")
+
+
+def _bad_cases(media: Path, clip: Path, clip_b: Path) -> dict[str, tuple[list, int, str]]:
+    empty = media / "empty.mp4"
+    empty.write_bytes(b"")
+    sound = make_audio_only(media / "sound.m4a")
+    from vsode.checkpoints.cache import resolve
+
+    return {
+        "driver empty file": (["animate", clip, "--driver", empty], 2, "empty"),
+        "driver without frames": (["animate", clip, "--driver", sound], 2, "no video stream"),
+        "mask of wrong shape": (["blend-motion", clip, clip_b, "--region", "/".join(["0" * 8] * 7)], 2, "grid is 8x8"),
+        "mask png of wrong shape": (["blend-motion", clip, clip_b, "--region", make_still(media / "m.png", size=(10, 7))], 2, "8x8"),
+        "fps zero": (["interpolate", clip, "--fps", "0"], 2, "--fps"),
+        "fps negative": (["interpolate", clip, "--fps", "-30"], 2, "positive"),
+        "two retimings": (["interpolate", clip, "--fps", "60", "--factor", "2"], 2, "exactly one"),
+        "seconds negative": (["extrapolate", clip, "--seconds", "-1"], 2, "--seconds"),
+        "empty prompt": (["edit", clip, "--prompt", " "], 2, "--prompt is empty"),
+        "unknown region": (["blend-motion", clip, clip_b, "--region", "nose"], 2, "mouth"),
+        "model of the wrong kind": (["edit", clip, "-p", "x", "--model", resolve("clip-demo")], 2, "not a VidStyleODE"),
+        "image output for a video": (["edit", clip, "-p", "x", "-o", media / "still.png"], 2, "use a .mp4"),
+        "latents of another video": (["edit", clip_b, "-p", "x", "--latents", media / "clip.latents.pt"], 2, "not from"),
+        "latents not a latents file": (["edit", "-p", "x", "--latents", clip], 2, "not a latents file"),
+    }
+
+
+@pytest.mark.parametrize("case", [
+    "driver empty file", "driver without frames", "mask of wrong shape", "mask png of wrong shape", "fps zero",
+    "fps negative", "two retimings", "seconds negative", "empty prompt", "unknown region",
+    "model of the wrong kind", "image output for a video", "latents of another video", "latents not a latents file",
+])
+def test_bad_input_is_one_line_exit_2_and_no_output(case, media, clip_a, clip_b, model_file, a_latents):
+    args, code, words = _bad_cases(media, clip_a, clip_b)[case]
+    target = media / "bad" / f"{case.replace(' ', '-')}.mp4"
+    target.parent.mkdir(exist_ok=True)
+    extra = ["-o", target] if "-o" not in args else []
+    extra += ["--model", model_file] if "--model" not in args else []
+    res = run(*args, *extra, "--device", "cpu")
+    assert res.exit_code == code, res.stderr + res.stdout
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vsode: error:") and words in lines[0], res.stderr
+    assert not target.exists() and not (media / "still.png").exists()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")], "temporary files left behind"
+
+
+def test_missing_backbone_exits_3_naming_the_download(clip_a, missing_backbone_model, media, tmp_path):
+    res = run("interpolate", clip_a, "--factor", "2", "--model", missing_backbone_model, "--cache-dir", tmp_path,
+              "-o", media / "never.mp4", "--device", "cpu")
+    assert res.exit_code == 3, res.stderr
+    assert "vsode download stylegan2-ffhq-1024" in res.stderr and not (media / "never.mp4").exists()
+
+
+def test_existing_output_needs_force(clip_a, model_file, media):
+    target = media / "exists.mp4"
+    target.write_bytes(b"keep me")
+    res = run("interpolate", clip_a, "--factor", "2", "-o", target, "--model", model_file)
+    assert res.exit_code == 2 and "--force" in res.stderr
+    assert target.read_bytes() == b"keep me"
+
+
+# --- options, times and masks (no model) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text, rate", [
+    ("60000/1001", Fraction(60000, 1001)), ("59.94", Fraction(60000, 1001)), ("29.97", Fraction(30000, 1001)),
+    ("23.976", Fraction(24000, 1001)), ("23.98", Fraction(24000, 1001)), ("25", Fraction(25)),
+    ("12.5", Fraction(25, 2)), (119.88, Fraction(120000, 1001)), (30, Fraction(30)),
+])
+def test_rates_are_exact(text, rate):
+    assert parse_rate(text) == rate
+
+
+@pytest.mark.parametrize("source_fps, frames, target, count", [
+    (Fraction(24000, 1001), 240, Fraction(60), 601),  # 10.01 s: 600.6 -> 601 frames
+    (Fraction(25), 25, Fraction(30000, 1001), 30),  # 1 s: 29.97 -> 30 frames
+    (Fraction(30), 30, Fraction(120), 120),
+])
+def test_resampled_duration_is_within_half_a_frame(source_fps, frames, target, count):
+    duration = frames / source_fps
+    times = FrameTimes.resample(duration, target)
+    assert len(times) == count and times.fps == target and times.is_regular
+    assert abs(times.duration - duration) <= 1 / (2 * target)
+
+
+def test_factor_on_variable_rate_input_keeps_every_input_time():
+    source = [Fraction(0), Fraction(1, 30), Fraction(1, 12), Fraction(1, 8)]  # 1/30, 1/20, 1/24 s apart
+    times = FrameTimes.subdivide(source, Fraction(24), 2)
+    assert times.times[0::2] == tuple(source)
+    assert times.times[1::2] == (Fraction(1, 60), Fraction(7, 120), Fraction(5, 48), Fraction(1, 8) + Fraction(1, 48))
+    assert not times.is_regular and times.fps == 48
+
+
+def test_options_reject_what_the_cli_would(tmp_path):
+    with pytest.raises(InputError, match="exactly one"):
+        InterpolateOptions()
+    with pytest.raises(InputError, match="--factor"):
+        InterpolateOptions(factor=0)
+    with pytest.raises(InputError, match="less than one frame"):
+        ExtrapolateOptions(seconds=0.001).new_frames(Fraction(25))
+    assert ExtrapolateOptions(seconds=2).new_frames(NTSC) == 60
+    assert EditOptions(prompts=("blue eyes",)).target("blue eyes") == "a photo of a person with blue eyes"
+    assert EditOptions(prompts=("x",), raw_prompt=True).target("a face, smiling") == "a face, smiling"
+    with pytest.raises(InputError, match="precision"):
+        EditOptions(prompts=("x",), precision="fp16")
+    bad = tmp_path / "t.txt"
+    bad.write_text("0.5\n0.25\n")
+    with pytest.raises(InputError, match="strictly increase"):
+        read_times(bad)
+
+
+def test_named_regions_on_the_face_grid_and_scaled_to_others():
+    cells = lambda m: {(r, c) for r, c in zip(*torch.nonzero(m, as_tuple=True)) for r, c in [(int(r), int(c))]}  # noqa: E731
+    assert cells(region_mask("mouth", (8, 8))) == {(r, c) for r in (5, 6) for c in range(2, 6)}
+    assert cells(region_mask("eyes", (8, 8))) == {(r, c) for r in (2, 3) for c in range(1, 7)}
+    assert cells(region_mask("top-left", (8, 8))) == {(r, c) for r in range(4) for c in range(4)}
+    assert region_mask("left+right", (8, 6)).sum() == 48 and region_mask("bottom", (8, 6)).sum() == 24
+    grid = "/".join(["00000000"] * 7 + ["11110000"])
+    assert region_mask(grid, (8, 8))[7].tolist() == [1, 1, 1, 1, 0, 0, 0, 0]
+
+
+def test_mask_image_is_averaged_per_cell(tmp_path):
+    from PIL import Image
+
+    pixels = torch.zeros(64, 64, dtype=torch.uint8)
+    pixels[40:56, 16:48] = 255  # the mouth cells, white
+    pixels[0:8, 0:4] = 255  # half of the top-left cell
+    Image.fromarray(pixels.numpy()).save(tmp_path / "m.png")
+    mask = region_mask(BlendOptions(region=str(tmp_path / "m.png")).parsed_region, (8, 8))
+    assert torch.equal(mask[5:7, 2:6], torch.ones(2, 4)) and mask[0, 0] == 0.5 and mask.sum() == 8.5
+
+
+# --- the streamed solve against the model's reference ------------------------------------------------
+
+
+def test_batched_tokens_match_the_model_solve(model_file):
+    """The pipeline makes tokens per batch from one odeint table; model.solve makes them all at
+    once. Same numbers, with and without a blend."""
+    from vsode.model import load_model
+    from vsode.options import RenderOptions
+    from vsode.pipeline import Pipeline
+
+    model = load_model(model_file, backbones=False)
+    pipe = Pipeline(model, RenderOptions(batch_size=3), torch.device("cpu"))
+    g = torch.Generator().manual_seed(0)
+    content = torch.randn(10, 128, generator=g)
+    seconds = [k / 25 for k in range(6)]
+    a = model.encode_video(torch.rand(6, 3, 64, 64, generator=g), seconds, content_code=content)
+    b = model.encode_video(torch.rand(6, 3, 64, 64, generator=g), seconds, content_code=content)
+    times = FrameTimes.subdivide([Fraction(k, 25) for k in range(6)], Fraction(25), 3)
+    mask = region_mask("mouth", (8, 8))
+    ta, tb = pipe.solve(a, times), pipe.solve(b, times)
+    for blend, reference in ((None, model.solve(a, times.seconds())),
+                             ((tb, mask), model.solve(a, times.seconds(), blend=(b, mask)))):
+        batches = [pipe.tokens(ta, slice(s, s + 3), blend) for s in range(0, len(times), 3)]
+        torch.testing.assert_close(torch.cat(batches), reference, rtol=1e-5, atol=1e-6)

@@ -1,0 +1,343 @@
+"""The applications as functions: inputs + an options dataclass in, an :class:`AppResult` out.
+
+::
+
+    import vsode
+    from vsode.options import EditOptions
+    result = vsode.edit("clip.mp4", EditOptions(prompts=("blue eyes", "red hair")))
+    for out in result.outputs:
+        print(out.path, out.frames, out.fps, out.duration)
+
+Each verb checks its inputs and outputs before loading anything, then runs the stages of
+:mod:`vsode.pipeline`. Every input video may be replaced by the latents file ``vsode invert``
+wrote for it (``latents=``): the inversion is then skipped and the video the file names is read
+for the motion and the audio. Outputs default to ``<input stem>.<verb>-<tag><suffix>`` beside the
+input and are never overwritten without ``force``.
+
+Faces are FFHQ-aligned (``options.align``) the same way for the inversion and the motion; when the
+output's frames are an aligned input's (edit, animate, blend-motion) the generated face is pasted
+back into them at full resolution, unless ``crop_only``. Re-timed outputs (interpolate,
+extrapolate) have no source frame at their new times and are always the crop.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError
+from .options import (
+    AnimateOptions,
+    BlendOptions,
+    EditOptions,
+    ExtrapolateOptions,
+    FrameTimes,
+    InterpolateOptions,
+    RenderOptions,
+    as_dict,
+    format_rate,
+    region_mask,
+)
+from .pipeline import OutputSpec, OutputVideo, Pipeline, Source, check_outputs, default_output, open_source, slug
+from .progress import Progress, ensure
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class AppResult:
+    """What an application wrote and how it went.
+
+    Attributes:
+        command: ``edit``, ``animate``, ``interpolate``, ``extrapolate`` or ``blend-motion``.
+        inputs: role → file (``input``, ``driver``, ``motion``, ``latents``).
+        outputs: the written files with their frame counts, exact rates and durations.
+        source_frames, source_fps: the (content) input's frames and exact rate.
+        crop: the centre square processed, (x, y, w, h) in display pixels, when the (content)
+            input was not aligned; None when it was.
+        aligned: role → whether that input's face was FFHQ-aligned (else its centre square).
+        nfe: evaluations of the dynamics ODE (all solves of the call).
+        timings: per stage, ``{"seconds", "frames", "fps"}``.
+        options: the options used.
+        paste_back: whether the generated crops were pasted back into the full frames.
+    """
+
+    command: str
+    inputs: dict[str, str]
+    outputs: tuple[OutputVideo, ...]
+    source_frames: int
+    source_fps: Fraction
+    crop: tuple[int, int, int, int] | None
+    aligned: dict[str, bool]
+    nfe: int
+    timings: dict[str, dict[str, float]]
+    options: dict[str, Any] = field(default_factory=dict)
+    paste_back: bool = False
+
+    @property
+    def output(self) -> OutputVideo:
+        """The first (for most verbs the only) output."""
+        return self.outputs[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "command": self.command,
+            "inputs": dict(self.inputs),
+            "outputs": [o.to_dict() for o in self.outputs],
+            "source_frames": self.source_frames,
+            "source_fps": f"{self.source_fps.numerator}/{self.source_fps.denominator}",
+            "crop": None if self.crop is None else list(self.crop),
+            "aligned": dict(self.aligned),
+            "paste_back": self.paste_back,
+            "nfe": self.nfe,
+            "timings": self.timings,
+            "options": self.options,
+        }
+
+
+def _paths(given: PathLike | Sequence[PathLike] | None, defaults: Sequence[Path]) -> list[Path]:
+    if given is None:
+        return list(defaults)
+    paths = [Path(given)] if isinstance(given, (str, os.PathLike)) else [Path(p) for p in given]
+    if len(paths) != len(defaults):
+        raise InputError(f"{len(paths)} output names (-o) for {len(defaults)} outputs; give one -o per output or none")
+    return paths
+
+
+def _unique(tags: list[str]) -> list[str]:
+    out: list[str] = []
+    for tag in tags:
+        candidate, k = tag, 2
+        while candidate in out:
+            candidate, k = f"{tag}-{k}", k + 1
+        out.append(candidate)
+    return out
+
+
+def _inputs(*sources: Source) -> dict[str, str]:
+    out = {s.role: str(s.path) for s in sources}
+    for s in sources:
+        if s.latents is not None:
+            out[f"{s.role} latents"] = "given"
+    return out
+
+
+def _result(command: str, pipe: Pipeline, source: Source, outputs: list[OutputVideo], options: RenderOptions,
+            *others: Source, canvas: Source | None = None) -> AppResult:
+    return AppResult(
+        command=command,
+        inputs=_inputs(source, *others),
+        outputs=tuple(outputs),
+        source_frames=source.frame_count,
+        source_fps=source.fps,
+        crop=None if source.track is not None else tuple(source.crop),  # type: ignore[arg-type]
+        aligned={s.role: s.track is not None for s in (source, *others)},
+        nfe=pipe.nfe,
+        timings=pipe.clock.to_dict(),
+        options=as_dict(options),
+        paste_back=pipe.pastes(canvas),
+    )
+
+
+def _note_crops(pipe: Pipeline, *sources: Source) -> None:
+    for s in sources:
+        if s.track is None:
+            pipe.progress.log(f"{s.role} {s.path}: not aligned, its centre square {s.crop} is used")
+
+
+# --- the verbs -----------------------------------------------------------------------------------
+
+
+def edit(
+    video: PathLike | None,
+    options: EditOptions,
+    *,
+    latents: PathLike | None = None,
+    outputs: Sequence[PathLike] | None = None,
+    progress: Progress | None = None,
+) -> AppResult:
+    """Change a video's appearance by text, keeping its motion: one output per prompt.
+
+    Args:
+        video: the input video (or image: the output is then an image). May be None with
+            ``latents``.
+        options: :class:`EditOptions` (prompts, source, strength, raw_prompt, ...).
+        latents: a ``vsode invert`` latents file of the input, instead of inverting it.
+        outputs: one path per prompt (default ``<stem>.edit-<prompt>.mp4`` beside the input).
+        progress: receives the stages.
+
+    Returns an :class:`AppResult` with one output per prompt, each with the input's frame times,
+    rate and audio.
+    """
+    progress = ensure(progress)
+    source = open_source(video, latents=latents)
+    times = source.frame_times()
+    tags = _unique([f"edit-{slug(p)}" for p in options.prompts])
+    paths = _paths(outputs, [default_output(source, t) for t in tags])
+    check_outputs(paths, len(times), [source], force=options.force)
+    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    content = pipe.content_code(source)
+    code = pipe.encode(source, content)
+    _note_crops(pipe, source)
+    styles = pipe.styles(content, options)
+    specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, options.prompts)]
+    written = pipe.render(code, times, specs, audio=pipe.audio(source, times), canvas=source)
+    return _result("edit", pipe, source, written, options, canvas=source)
+
+
+def animate(
+    image: PathLike | None,
+    driver: PathLike,
+    options: AnimateOptions | None = None,
+    *,
+    latents: PathLike | None = None,
+    outputs: Sequence[PathLike] | None = None,
+    progress: Progress | None = None,
+) -> AppResult:
+    """Make the face of an image move like the driver video.
+
+    The content code is the image's single inversion (a video given as the image contributes the
+    mean, or first, of its frames); the dynamics, the frame times, the rate and the audio are the
+    driver's. With prompts, one edited output per prompt; without, one output.
+
+    Args:
+        image: still image (or video) giving the appearance; may be None with ``latents``.
+        driver: the video whose motion is used (at least two frames).
+        options: :class:`AnimateOptions`.
+        latents: a latents file of ``image`` instead of inverting it.
+        outputs: one path per output (default ``<image stem>.animate-<driver stem>.mp4``).
+    """
+    options = options or AnimateOptions()
+    progress = ensure(progress)
+    source = open_source(image, latents=latents, role="image")
+    drive = open_source(driver, role="driver", min_frames=2)
+    times = drive.frame_times()
+    base = f"animate-{slug(drive.path.stem)}"
+    tags = _unique([f"{base}-{slug(p)}" for p in options.prompts] or [base])
+    paths = _paths(outputs, [default_output(source, t, timing=drive) for t in tags])
+    check_outputs(paths, len(times), [source, drive], force=options.force)
+    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    content = pipe.content_code(source)
+    code = pipe.encode(drive, content)
+    _note_crops(pipe, source, drive)
+    styles = pipe.styles(content, options)
+    prompts: Sequence[str | None] = options.prompts or (None,)
+    specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, prompts)]
+    written = pipe.render(code, times, specs, audio=pipe.audio(drive, times), canvas=drive)
+    return _result("animate", pipe, source, written, options, drive, canvas=drive)
+
+
+def interpolate(
+    video: PathLike | None,
+    options: InterpolateOptions,
+    *,
+    latents: PathLike | None = None,
+    output: PathLike | None = None,
+    progress: Progress | None = None,
+) -> AppResult:
+    """Re-time a video: a new frame rate over the same duration, a whole factor more frames, or
+    explicit timestamps. The input's frames are reproduced at their own times (a factor keeps
+    every one; a new rate keeps those that fall on its grid); the audio is the input's.
+
+    Args:
+        video: the input video (at least two frames); may be None with ``latents``.
+        options: :class:`InterpolateOptions` with exactly one of ``fps``, ``factor``, ``times``.
+        output: default ``<stem>.interpolate-<60fps|x2|times>.mp4``.
+    """
+    progress = ensure(progress)
+    source = open_source(video, latents=latents, min_frames=2)
+    if options.fps is not None:
+        times, tag = FrameTimes.resample(source.info.duration, options.fps), f"{format_rate(options.fps)}fps"
+    elif options.factor is not None:
+        times, tag = FrameTimes.subdivide(source.times, source.fps, options.factor), f"x{options.factor}"
+    else:
+        times, tag = FrameTimes(options.times, source.fps), "times"  # type: ignore[arg-type]
+    paths = _paths(output, [default_output(source, f"interpolate-{tag}")])
+    check_outputs(paths, len(times), [source], force=options.force)
+    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    code = pipe.encode(source, pipe.content_code(source))
+    _note_crops(pipe, source)
+    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
+                          audio=pipe.audio(source, times))
+    return _result("interpolate", pipe, source, written, options)
+
+
+def extrapolate(
+    video: PathLike | None,
+    options: ExtrapolateOptions,
+    *,
+    latents: PathLike | None = None,
+    output: PathLike | None = None,
+    progress: Progress | None = None,
+) -> AppResult:
+    """Continue a video past its last frame at its own rate.
+
+    By default the output is the reconstruction of the whole input followed by the continuation,
+    with the input's audio over its duration; ``only_new`` writes the continuation alone (no
+    audio: the source has none there).
+
+    Args:
+        video: the input video (at least two frames); may be None with ``latents``.
+        options: :class:`ExtrapolateOptions` with ``seconds`` or ``frames``.
+        output: default ``<stem>.extrapolate-<2s|48f>.mp4``.
+    """
+    progress = ensure(progress)
+    source = open_source(video, latents=latents, min_frames=2)
+    count = options.new_frames(source.fps)
+    times = FrameTimes.continuation(source.times, source.fps, count, keep_source=not options.only_new)
+    amount = f"{options.frames}f" if options.frames is not None else f"{float(options.seconds):g}s"
+    tag = f"extrapolate-{slug(amount)}" + ("-new" if options.only_new else "")
+    paths = _paths(output, [default_output(source, tag)])
+    check_outputs(paths, len(times), [source], force=options.force)
+    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    code = pipe.encode(source, pipe.content_code(source))
+    _note_crops(pipe, source)
+    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
+                          audio=pipe.audio(source, times))
+    return _result("extrapolate", pipe, source, written, options)
+
+
+def blend_motion(
+    video_a: PathLike | None,
+    video_b: PathLike,
+    options: BlendOptions,
+    *,
+    latents: PathLike | None = None,
+    output: PathLike | None = None,
+    progress: Progress | None = None,
+) -> AppResult:
+    """A's appearance and A's motion, except inside ``options.region`` where B's motion is used:
+    ``z_d(τ) = M·z_d^B(τ) + (1 − M)·z_d^A(τ)`` per cell of the dynamics grid at every output time
+    (each video's τ counted from its own first frame; B is extrapolated past its end if shorter).
+    Frame times, rate and audio are A's.
+
+    Args:
+        video_a: the video giving the appearance and the motion outside the region; may be None
+            with ``latents``.
+        video_b: the video whose motion is taken inside the region.
+        options: :class:`BlendOptions` with the region.
+        latents: a latents file of A instead of inverting it (B is never inverted).
+        output: default ``<A stem>.blend-<B stem>-<region>.mp4``.
+    """
+    progress = ensure(progress)
+    source = open_source(video_a, latents=latents, min_frames=2)
+    motion = open_source(video_b, role="motion", min_frames=2)
+    times = source.frame_times()
+    region = options.parsed_region
+    assert region is not None
+    label = "-".join(region.names) if region.names else (region.image.stem if region.image else "mask")
+    paths = _paths(output, [default_output(source, f"blend-{slug(motion.path.stem)}-{slug(label)}")])
+    check_outputs(paths, len(times), [source, motion], force=options.force)
+    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    mask = region_mask(region, pipe.grid)
+    content = pipe.content_code(source)
+    code = pipe.encode(source, content)
+    other = pipe.encode(motion, content)
+    _note_crops(pipe, source, motion)
+    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(content)[0])],
+                          blend=(other, mask), audio=pipe.audio(source, times), canvas=source)
+    return _result("blend-motion", pipe, source, written, options, motion, canvas=source)

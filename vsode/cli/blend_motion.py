@@ -1,0 +1,78 @@
+"""`vsode blend-motion`: one video's motion inside a region of the face, another's elsewhere."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .appopts import (
+    AlignOpt,
+    BatchOpt,
+    ContentOpt,
+    CrfOpt,
+    CropOnlyOpt,
+    FaceIndexOpt,
+    LatentsOpt,
+    ModelOpt,
+    NoAudioOpt,
+    NoCacheOpt,
+    OutputOpt,
+    PrecisionOpt,
+    align_mode,
+    report,
+)
+from .common import CacheDirOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+
+
+def blend_motion(
+    videos: Annotated[list[Path], typer.Argument(help="A B: A gives the appearance and the motion outside the region, B the motion inside (with --latents for A, give only B).", metavar="A B", show_default=False)],
+    region: Annotated[
+        str,
+        typer.Option("--region", "-r", help="top, bottom, left, right, top-left, top-right, bottom-left, bottom-right, eyes, mouth or all (join with +); a 0/1 grid with one row per grid row, e.g. 00000000/00000000/00000000/00000000/00000000/00111100/00111100/00000000; or a grayscale mask PNG the grid's size (white = B).", metavar="NAME|MASK", show_default=False),
+    ],
+    output: OutputOpt = None,
+    latents: LatentsOpt = None,
+    model: ModelOpt = "vidstyleode-demo",
+    batch_size: BatchOpt = 8,
+    precision: PrecisionOpt = "fp32",
+    content: ContentOpt = "mean",
+    crf: CrfOpt = 18,
+    no_audio: NoAudioOpt = False,
+    align: AlignOpt = None,
+    face_index: FaceIndexOpt = 0,
+    crop_only: CropOnlyOpt = False,
+    no_cache: NoCacheOpt = False,
+    device: DeviceOpt = "auto",
+    cache_dir: CacheDirOpt = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Blend the motion of two videos: B's inside the region of the face, A's elsewhere.
+
+    z_d = M·z_d(B) + (1 − M)·z_d(A) on every cell of the dynamics grid (8x8 for faces: eyes =
+    rows 2-3, columns 1-6; mouth = rows 5-6, columns 2-5, counted from 0 at the top left) at
+    every frame time. The appearance, frame times, rate and audio are A's, and the result is
+    pasted back into A's frames (--crop-only writes the crop).
+    """
+    with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
+        from ..api import blend_motion as run
+        from ..errors import InputError
+        from ..options import BlendOptions
+
+        options = BlendOptions(
+            region=region,
+            model=model, batch_size=batch_size, precision=precision, content=content, crf=crf,
+            keep_audio=not no_audio, crop_only=crop_only, use_cache=not no_cache, device=device,
+            align=align_mode(align), face_index=face_index,
+            cache_dir=cache_dir, force=force,
+        )
+        wanted = 1 if latents is not None else 2
+        if len(videos) not in (wanted, 2):
+            raise InputError("give two videos, A and B (or only B with --latents for A)")
+        video_a, video_b = (videos[0], videos[1]) if len(videos) == 2 else (None, videos[0])
+        result = run(video_a, video_b, options, latents=latents, output=output, progress=ui.progress)
+        ui.result(result.to_dict(), human=report(result))
