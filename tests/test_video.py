@@ -423,3 +423,13 @@ def test_cuda_tensors_in_and_out(ntsc: Path, tmp_path: Path) -> None:
     with VideoWriter(tmp_path / "gpu.mp4", fps=NTSC, width=64, height=48) as writer:
         writer.write(batch.frames)
     assert probe(tmp_path / "gpu.mp4").frame_count == 8
+
+
+@pytest.mark.parametrize("rate", ["120000/1001", "240000/1001"])
+def test_writer_keeps_rates_beyond_16_bit_terms_exact(tmp_path, rate):
+    path = tmp_path / "fast.mp4"
+    with VideoWriter(path, fps=rate, width=32, height=32) as writer:
+        writer.write(torch.rand(6, 3, 32, 32))
+    info = probe(path)
+    assert info.fps == Fraction(rate) and info.frame_count == 6
+    assert list(info.timestamps) == [k / Fraction(rate) for k in range(6)]

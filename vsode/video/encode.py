@@ -252,6 +252,11 @@ class VideoWriter:
             with os.fdopen(fd, "w") as handle:
                 handle.write(",".join(chain))
             args += ["-/vf", script, "-fps_mode", "passthrough", "-enc_time_base:v", f"1/{den}"]
+        elif max(self.fps.numerator, self.fps.denominator) > 65535:
+            # x264 keeps only 16-bit rate terms (120000/1001 would become 120): stamp frame N at
+            # N·den/num seconds in a 1/num time base instead.
+            chain[:0] = [f"settb=1/{self.fps.numerator}", f"setpts=N*{self.fps.denominator}"]
+            args += ["-vf", ",".join(chain), "-fps_mode", "passthrough", "-enc_time_base:v", f"1/{self.fps.numerator}"]
         else:
             args += ["-vf", ",".join(chain), "-fps_mode", "passthrough"]
         args += ["-c:v", codec, "-pix_fmt", pix_fmt]
