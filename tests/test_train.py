@@ -87,7 +87,7 @@ def test_training_lowers_the_loss_and_writes_a_usable_run(tmp_path, data_dir, ba
     lines = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     steps = [r for r in lines if "loss/total" in r]
     assert [r["step"] for r in steps] == list(range(1, 41))
-    assert {"loss/rec", "loss/structure", "loss/appearance", "loss/clip", "loss/consistency", "loss/latent",
+    assert {"loss/rec", "loss/wplus", "loss/structure", "loss/appearance", "loss/clip", "loss/consistency", "loss/latent",
             "lambda/rec", "lambda/clip"} <= set(steps[0])
     val = [r["val"] for r in lines if "val" in r]
     assert val and val[-1]["psnr"] > 5 and -1 <= val[-1]["clip_consistency"] <= 1
@@ -176,6 +176,8 @@ def test_released_default_options_and_overrides():
     assert opts.learning_rate() == pytest.approx(4e-6) and opts.learning_rate(4) == pytest.approx(16e-6)
     assert opts.consistency.at(0) == pytest.approx(0.01) and opts.clip.at(0) == 0.0
     assert opts.rec.at(49_999) == 0.0 and opts.rec.at(100_000) == 1.0
+    assert TrainOptions.for_preset("ffhq") == opts and opts.wplus_lambda == 0.0  # released: no W+ term
+    assert TrainOptions.for_preset("demo").wplus_lambda > 0 and TrainOptions.for_preset("demo").rec.at(0) == 1.0
     train_part, model_part = split_overrides({"rec.hi": "0.5", "dynamics.dtype": "float64", "lr": "1e-4"})
     assert model_part == {"dynamics.dtype": "float64"}
     changed = opts.override(train_part)

@@ -77,7 +77,9 @@ class TrainOptions:
     encoder learns at ``encoder_lr_factor``·η. rec / clip / consistency: ``LambdaSchedule`` s of
     the pixel MSE, the directional CLIP loss and the CLIP consistency; latent_lambda, vgg_lambda:
     constant weights of the latent hinge and of the DINO terms (structure_weight·structure +
-    appearance_weight·appearance). strength: α of the edit branch. sampling: ``static`` (all
+    appearance_weight·appearance). wplus_lambda: weight of an MSE between the reconstruction
+    branch's W+ and the supervised frames' own inversions, a vsode addition (0 in the released
+    presets) that lets the small demo model learn its motion in a few thousand CPU steps. strength: α of the edit branch. sampling: ``static`` (all
     frames observed), ``interpolate`` (``n_hidden`` interior frames hidden from the ODE-GRU but
     supervised) or ``extrapolate`` (the last ``n_hidden`` hidden). max_steps: stop after this
     global step. checkpoint_every / sample_every / val_every / log_every: in steps (0 = never).
@@ -97,6 +99,7 @@ class TrainOptions:
     consistency: LambdaSchedule = _ravdess(0, 0.01, 1.0, 100_000)
     latent_lambda: float = 0.5
     latent_eps: float = 0.02
+    wplus_lambda: float = 0.0
     vgg_lambda: float = 10.0
     structure_weight: float = 0.8
     appearance_weight: float = 0.2
@@ -179,7 +182,7 @@ class TrainOptions:
             )
         if preset in ("demo", "tiny"):
             return cls(
-                batch_size=4, n_frames=8, n_supervised=4, lr=1e-4, max_steps=3000,
+                batch_size=4, n_frames=8, n_supervised=4, lr=3e-4, max_steps=3000, wplus_lambda=10.0,
                 rec=LambdaSchedule.constant(1.0),
                 clip=LambdaSchedule(200, 0.01, 1.0, 2000),
                 consistency=LambdaSchedule(0, 0.01, 1.0, 2000),
@@ -350,6 +353,7 @@ def compute_losses(
         "consistency": options.consistency.at(step),
         "latent": options.latent_lambda,
         "vgg": options.vgg_lambda if backbones.dino is not None else 0.0,
+        "wplus": options.wplus_lambda,
     }
     compute = {name: (w != 0 or all_terms or step == 0) for name, w in weights.items()}
     if backbones.dino is None:
@@ -410,6 +414,7 @@ def compute_losses(
         terms["consistency"] = zero
     content_rows = content.repeat(n, 1, 1)
     terms["latent"] = latent_hinge(content_rows, w_rec, w_edit, eps=options.latent_eps) if compute["latent"] else zero
+    terms["wplus"] = F.mse_loss(w_rec, time_major(latents[:, chosen.to(device)])) if compute["wplus"] else zero
 
     total = (
         weights["rec"] * terms["rec"]
@@ -417,6 +422,7 @@ def compute_losses(
         + weights["latent"] * terms["latent"]
         + weights["vgg"] * (terms["structure"] + terms["appearance"])
         + weights["consistency"] * terms["consistency"]
+        + weights["wplus"] * terms["wplus"]
     )
     logged = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
     logged.update({f"lambda/{k}": float(v) for k, v in weights.items()})
