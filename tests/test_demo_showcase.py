@@ -1,26 +1,63 @@
-"""`vsode demo`: the offline showcase writes playable files and scores that mean something."""
+"""`vsode demo`: the offline showcase writes playable files, runs every application and scores them.
+
+The applications run with a random-weight demo-preset VidStyleODE on the built-in demo backbones
+(the trained ``vidstyleode-demo`` is not shipped yet), so the tests check that every score is
+computed and reproducible by ``vsode eval``, not how good the model is.
+"""
 
 from __future__ import annotations
 
 import json
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import typer
+from PIL import Image
 from typer.testing import CliRunner
 
 from tests.media import read_audio
+from vsode.checkpoints.registry import REGISTRY
 from vsode.cli.app import app
+from vsode.cli.eval import eval_
 from vsode.demo import sample_params
-from vsode.demo.showcase import OUTPUTS, DemoOptions, run_demo
-from vsode.errors import InputError
+from vsode.demo.showcase import APPS, OUTPUTS, DemoOptions, run_demo, truth_name
+from vsode.errors import InputError, ModelMissingError
 from vsode.video import probe
+
+SECONDS, FPS, SIZE = 2.0, Fraction(12), 64
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_machine(tmp_path_factory):
+    """One torch thread and a private model/latents cache."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("VSODE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+        yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
+def model_file(tmp_path_factory) -> Path:
+    """The demo preset with random weights, naming the built-in demo backbones."""
+    import vsode.model as M
+
+    model = M.build_model("demo", seed=0)
+    model.backbone_refs = {
+        k: M.backbone_ref(k, name)
+        for k, name in (("generator", "stylegan2-demo"), ("encoder", "psp-demo"), ("clip", "clip-demo"))
+    } | {"dino": None}
+    return M.save_model(model, tmp_path_factory.mktemp("model") / "random-demo.pt")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory, model_file):
     out = tmp_path_factory.mktemp("demo")
-    report = run_demo(out, DemoOptions(seconds=2.0, fps=Fraction(12), size=64, seed=3))
+    report = run_demo(out, DemoOptions(seconds=SECONDS, fps=FPS, size=SIZE, seed=3, model=str(model_file)))
     return out, report
 
 
@@ -32,8 +69,80 @@ def test_writes_every_output_with_exact_timing(demo_run):
         info = probe(out / clip)
         assert info.frame_count == 24 and info.fps == Fraction(12) and (info.width, info.height) == (64, 64)
         assert len(info.audio) == 1
+    assert probe(out / "source-8fps.mp4").frame_count == 16
     assert json.loads((out / "report.json").read_text())["frames"] == 24
     assert report["source"]["attributes"] == sample_params(3).attributes
+
+
+def test_every_application_wrote_its_output_at_the_promised_times(demo_run):
+    out, _ = demo_run
+    expected = {  # frames, rate, first and last time
+        "edit-hair.mp4": (24, Fraction(12)), "edit-eyes.mp4": (24, Fraction(12)), "animate.mp4": (24, Fraction(12)),
+        "interpolate.mp4": (48, Fraction(24)),  # 2 s of the 8 fps source at 24 fps
+        "extrapolate.mp4": (36, Fraction(12)),  # 24 reconstructed + 12 new (1 s)
+        "blend-motion.mp4": (24, Fraction(12)),
+    }
+    for name, (frames, fps) in expected.items():
+        info = probe(out / name)
+        assert (info.frame_count, info.fps) == (frames, fps), name
+        truth = json.loads((out / truth_name(name)).read_text())
+        assert truth["format"] == "vsode/demo-truth@1" and len(truth["times"]) == frames
+        assert truth["kind"] == APPS[name]
+
+
+def test_report_has_every_score(demo_run):
+    _, report = demo_run
+    scores = report["scores"]
+    assert set(scores) == {name.rsplit(".", 1)[0] for name in APPS}
+    for name in ("edit-hair", "edit-eyes"):
+        edit = scores[name]["edit"]
+        assert set(edit) == {"accuracy", "others_unchanged", "target", "others"}
+        assert 0 <= edit["accuracy"] <= 1 and 0 <= edit["others_unchanged"] <= 1
+        assert {"flip_rate", "frame_diff_ratio", "truth_frame_diff_ratio"} <= set(scores[name]["temporal"])
+    source = sample_params(3).attributes
+    assert scores["edit-hair"]["target"]["hair"] != source["hair"]
+    assert scores["edit-eyes"]["target"]["eyes"] != source["eyes"]
+    assert set(scores["animate"]["correlation"]) == {"mouth_open", "head_x", "head_y"}
+    assert scores["animate"]["reference_correlation"]["mouth_open"] > 0.95  # the regressor on the truth
+    interp = scores["interpolate"]["interpolation"]
+    assert interp["frames"] == 30 and set(interp["baselines_psnr_db"]) == {"inversion", "frame_blend", "wplus_lerp"}
+    assert all(isinstance(v, float) for v in interp["baselines_psnr_db"].values())
+    extra = scores["extrapolate"]["extrapolation"]
+    assert extra["frames"] == 6 and isinstance(extra["psnr_db"], float) and isinstance(extra["repeat_last_psnr_db"], float)
+    blend = scores["blend-motion"]["blend"]
+    assert {"corr_a", "corr_b", "energy_ratio_b"} == set(blend["inside"]) and "follows" in blend
+    summary = report["summary"]
+    assert set(summary) == {"edit-hair", "edit-eyes", "animate", "interpolate", "extrapolate", "blend-motion"}
+    assert set(report["apps"]) == {"edit", "animate", "interpolate", "extrapolate", "blend-motion"}
+
+
+def test_contact_sheet_has_a_row_per_application(demo_run):
+    out, report = demo_run
+    sheet = report["sheet"]
+    rows = sheet["rows"]
+    for app_row in ("invert", "animate", "interpolate to 24 fps", "extrapolate +1 s", "blend-motion (mouth)"):
+        assert app_row in rows
+    assert sum(r.startswith("edit: ") for r in rows) == 2
+    with Image.open(out / "contact_sheet.png") as image:
+        width, height = image.size
+    cell, gap = sheet["cell"], sheet["gap"]
+    assert height == sheet["header"] + len(rows) * cell + (len(rows) + 1) * gap
+    assert width == sheet["label_width"] + len(sheet["times"]) * cell + (len(sheet["times"]) + 1) * gap
+    assert sheet["times"][-1] > SECONDS  # the last columns show the extrapolation
+
+
+def test_eval_reproduces_the_reported_scores(demo_run):
+    out, report = demo_run
+    cli = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+    cli.command("eval")(eval_)
+    cli.command("other")(lambda: None)
+    for name in ("edit-hair.mp4", "interpolate.mp4", "blend-motion.mp4"):
+        res = CliRunner().invoke(cli, ["eval", str(out / name), "--truth", str(out / truth_name(name)), "--json", "-q"])
+        assert res.exit_code == 0, res.stderr
+        data = json.loads(res.stdout)
+        data.pop("output")
+        data.pop("timings", None)
+        assert data == report["scores"][name.rsplit(".", 1)[0]], name
 
 
 def test_audio_loudness_follows_the_mouth(demo_run):
@@ -52,24 +161,40 @@ def test_clip_reads_the_source_attributes(demo_run):
     assert scores["hair"] >= 0.9 and scores["skin"] >= 0.9 and scores["eyes"] >= 0.75
 
 
-def test_refuses_to_overwrite_and_validates_options(demo_run, tmp_path):
+def test_refuses_to_overwrite_and_validates_options(demo_run, model_file, tmp_path):
     out, _ = demo_run
     before = (out / "report.json").read_bytes()
     with pytest.raises(InputError, match="--force"):
-        run_demo(out, DemoOptions(seconds=1.0, fps=Fraction(8), size=64))
+        run_demo(out, DemoOptions(seconds=1.0, fps=Fraction(8), size=64, model=str(model_file)))
     assert (out / "report.json").read_bytes() == before
     with pytest.raises(InputError, match="--seconds"):
         DemoOptions(seconds=0)
     with pytest.raises(InputError, match="--size"):
         DemoOptions(size=100)
+    with pytest.raises(InputError, match="does not exist"):
+        run_demo(tmp_path / "x", DemoOptions(model=str(tmp_path / "missing.pt")))
+    assert not (tmp_path / "x").exists()
 
 
-def test_cli_demo_json(tmp_path):
+@pytest.mark.skipif("vidstyleode-demo" in REGISTRY, reason="the built-in demo VidStyleODE is installed")
+def test_without_the_builtin_model_the_demo_runs_its_backbones_and_names_model(tmp_path):
+    res = CliRunner().invoke(app, ["demo", str(tmp_path / "d"), "--seconds", "1", "--fps", "8", "--size", "64",
+                                   "--json"])
+    assert res.exit_code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert "--model" in report["apps"]["skipped"] and "--model" in res.stderr
+    assert report["inversion"]["psnr_db"] > 20 and "scores" not in report
+    assert (tmp_path / "d" / "contact_sheet.png").is_file() and (tmp_path / "d" / "report.json").is_file()
+    assert not (tmp_path / "d" / "edit-hair.mp4").exists()
+
+
+def test_cli_demo_json(tmp_path, model_file):
     res = CliRunner().invoke(app, ["demo", str(tmp_path / "d"), "--seconds", "1", "--fps", "8",
-                                   "--size", "64", "--json"])
+                                   "--size", "64", "--model", str(model_file), "--json", "-q"])
     assert res.exit_code == 0, res.stderr
     data = json.loads(res.stdout)
-    assert data["frames"] == 8 and data["fps"] == "8/1"
+    assert data["frames"] == 8 and data["fps"] == "8/1" and data["model"]["name"] == str(model_file)
+    assert set(data["scores"]) == {"edit-hair", "edit-eyes", "animate", "interpolate", "extrapolate", "blend-motion"}
     res = CliRunner().invoke(app, ["demo", str(tmp_path / "e"), "--fps", "abc"])
     assert res.exit_code == 2 and "--fps" in res.stderr
 

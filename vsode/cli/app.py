@@ -72,6 +72,10 @@ def _register() -> None:
 
     app.command("demo")(demo.demo)
 
+    from . import eval as eval_cmd
+
+    app.command("eval")(eval_cmd.eval_)
+
 
 _register()
 

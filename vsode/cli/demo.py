@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from .appopts import ModelOpt
 from .common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+
+ThreadsOpt = Annotated[
+    int,
+    typer.Option("--threads", help="Torch CPU threads (1 is fastest for the tiny demo models, above all on a busy machine; 0: torch's default).", metavar="N"),
+]
 
 
 def demo(
@@ -17,18 +23,23 @@ def demo(
     fps: Annotated[str, typer.Option("--fps", help="Frame rate of the rendered clips (a rational such as 24 or 30000/1001).")] = "24",
     size: Annotated[int, typer.Option("--size", help="Side of the rendered videos in pixels: 64, 128 or 256.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Picks the faces and their motion.")] = 0,
+    model: ModelOpt = "vidstyleode-demo",
     device: DeviceOpt = "cpu",
+    threads: ThreadsOpt = 1,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Render the demo world's clips and run vsode's models on them, with scores.
+    """Render the demo world's clips, run every application on them, and score the results.
 
-    Writes source.mp4 and driver.mp4 (with a speech-like audio track that follows the mouth),
-    portrait.png, the source's W+ latents and their reconstruction video, contact_sheet.png
-    (rows: source, reconstruction, driver; columns: time) and report.json with the scores measured
-    against the renderer's ground truth. Everything runs offline on the models shipped with vsode.
+    Renders a source clip (and the same at 8 fps), a driver clip and a portrait, with speech-like
+    audio that follows the mouth; inverts the source; runs edit (a new hair and a new eye colour),
+    animate (the portrait moved by the driver), interpolate (8 -> 24 fps), extrapolate (+1 s) and
+    blend-motion (the driver's mouth) with --model. Writes the videos, a <output>.truth.json
+    ground truth beside each output (for `vsode eval`), contact_sheet.png (rows: inputs and
+    applications, columns: time) and report.json with every score measured against the
+    renderer's ground truth. Everything runs offline.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..demo.showcase import DemoOptions, run_demo
@@ -39,14 +50,53 @@ def demo(
             rate = Fraction(fps)
         except (ValueError, ZeroDivisionError) as err:
             raise InputError(f"--fps {fps!r} is not a number or a ratio like 30000/1001") from err
-        options = DemoOptions(seconds=seconds, fps=rate, size=size, seed=seed, force=force,
-                              device=str(resolve_device(device)))
+        options = DemoOptions(seconds=seconds, fps=rate, size=size, seed=seed, model=model, force=force,
+                              device=str(resolve_device(device)), threads=threads)
         report = run_demo(out_dir, options, progress=ui.progress)
-        lines = [f"wrote the demo to {out_dir}/"]
-        if "psnr_db" in report.get("inversion", {}):
-            lines.append(f"  inversion PSNR vs ground truth: {report['inversion']['psnr_db']} dB")
-        if "clip_zero_shot" in report:
-            acc = ", ".join(f"{k} {v:.0%}" for k, v in report["clip_zero_shot"].items())
-            lines.append(f"  CLIP zero-shot attributes of the source: {acc}")
-        lines.append(f"  look at {out_dir}/contact_sheet.png and the videos beside it")
-        ui.result(report, human="\n".join(lines))
+        if "skipped" in report.get("apps", {}):
+            ui.info(f"vsode: note: {report['apps']['skipped']}")
+        ui.result(report, human=summary_lines(report, out_dir))
+
+
+def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
+    """The headline scores, a line per application."""
+    def num(value: Any, unit: str = "", digits: int = 2) -> str:
+        if isinstance(value, (int, float)):
+            return f"{value:.{digits}f}{unit}"
+        return "n/a" if value is None else str(value)
+
+    def pct(value: Any) -> str:
+        return f"{value:.0%}" if isinstance(value, (int, float)) else "n/a"
+
+    lines = [f"wrote the demo to {out_dir}/ (model {report['model']['name']})"]
+    if "psnr_db" in report.get("inversion", {}):
+        lines.append(f"  invert:       PSNR vs ground truth {report['inversion']['psnr_db']} dB")
+    if "clip_zero_shot" in report:
+        acc = ", ".join(f"{k} {v:.0%}" for k, v in report["clip_zero_shot"].items())
+        lines.append(f"  CLIP zero-shot attributes of the source: {acc}")
+    s = report.get("summary", {})
+    for name in ("edit-hair", "edit-eyes"):
+        if name in s:
+            e = s[name]
+            lines.append(f"  edit '{e['prompt']}': accuracy {pct(e['accuracy'])}, others unchanged "
+                         f"{pct(e['others_unchanged'])}, attribute flips {pct(e['flip_rate'])} of frames, "
+                         f"frame difference x{num(e['frame_diff_ratio'])} the source's")
+    if "animate" in s:
+        a = s["animate"]
+        lines.append(f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
+                     f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}")
+    if "interpolate" in s:
+        i = s["interpolate"]
+        lines.append(f"  interpolate:  {num(i['psnr_db'], ' dB')} at held-out times (inversion "
+                     f"{num(i['inversion_psnr_db'], ' dB')}, frame blend {num(i['frame_blend_psnr_db'], ' dB')}, "
+                     f"W+ lerp {num(i['wplus_lerp_psnr_db'], ' dB')})")
+    if "extrapolate" in s:
+        e = s["extrapolate"]
+        lines.append(f"  extrapolate:  {num(e['psnr_db'], ' dB')} over the first 0.5 s (repeat last frame "
+                     f"{num(e['repeat_last_psnr_db'], ' dB')})")
+    if "blend-motion" in s:
+        b = s["blend-motion"]
+        lines.append(f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "
+                     f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}")
+    lines.append(f"  look at {out_dir}/contact_sheet.png and the videos beside it; report.json has every score")
+    return "\n".join(lines)

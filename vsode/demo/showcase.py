@@ -1,57 +1,116 @@
 """`vsode demo`: the whole product on the embedded demo world, offline, with scores.
 
-It renders a source clip (with a speech-like audio track that follows the mouth), a driver clip
-and a portrait from the procedural world, writes them through the streaming video encoder, inverts
-the source with the shipped tiny pSp encoder and renders the reconstruction, checks the tiny
-CLIP's zero-shot reading of the source's attributes, and writes a contact sheet and a JSON report
-whose scores are measured against the renderer's ground truth.
+It renders a source clip (with a speech-like audio track that follows the mouth), the same source
+at 8 fps, a driver clip and a portrait from the procedural world, and writes them through the
+streaming video encoder. Then it inverts the source with the shipped tiny pSp encoder, checks the
+tiny CLIP's zero-shot reading of the source's attributes, and runs every application with a
+trained VidStyleODE (``--model``):
+
+- edit (two prompts: a hair and an eye colour the source does not have),
+- animate (the portrait moved by the driver),
+- interpolate (the 8 fps source to 24 fps),
+- extrapolate (the source continued for 1 s),
+- blend-motion (the driver's motion in the mouth region of the source).
+
+Beside every output it writes its ground truth (``<output>.truth.json``,
+:class:`vsode.demo.evaluate.Truth`), scores the output against it exactly as ``vsode eval``
+would, and writes a contact sheet (rows: inputs and applications, columns: time) and
+``report.json`` with every score.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import math
 import tempfile
+import time
 import wave
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, ModelMissingError
 from ..fileio import atomic_write_bytes, check_output_path
+from ..options import DEFAULT_MODEL, region_mask
 from ..progress import Progress, ensure
 from ..video import VideoWriter, probe
-from .world import EYE_COLOURS, HAIR_COLOURS, SKIN_TONES, VideoParams, render_times, sample_params
+from . import scores as S
+from .evaluate import Readers, Truth, evaluate, read_output, write_truth
+from .world import VideoParams, render_times, sample_params, with_appearance, with_motion
 
 DEMO_ENCODER = "psp-demo"
 DEMO_CLIP = "clip-demo"
 SAMPLE_RATE = 16000
-SHEET_COLUMNS = 8
+SHEET_COLUMNS = 10
+INTERPOLATE_FROM = Fraction(8)  # the rate the source is given to interpolate at...
+INTERPOLATE_TO = Fraction(24)  # ...and the rate it is asked for
+EXTRAPOLATE_SECONDS = 1
+BLEND_REGION = "mouth"
+# Edit targets, in order of preference: the first one the source does not already have.
+HAIR_TARGETS = ("blonde", "red", "black", "grey", "brown")
+EYE_TARGETS = ("blue", "green", "brown", "grey")
+CRF = 18  # the apps' default x264 quality; the truth files record it
+
+# Application outputs: file name -> truth kind (the truth file is <stem>.truth.json).
+APPS = {
+    "edit-hair.mp4": "edit",
+    "edit-eyes.mp4": "edit",
+    "animate.mp4": "animate",
+    "interpolate.mp4": "interpolate",
+    "extrapolate.mp4": "extrapolate",
+    "blend-motion.mp4": "blend",
+}
+
+
+def truth_name(output: str) -> str:
+    """``edit-hair.mp4`` → ``edit-hair.truth.json``."""
+    return output.rsplit(".", 1)[0] + ".truth.json"
+
+
+OUTPUTS = (
+    "source.mp4",
+    "source-8fps.mp4",
+    "driver.mp4",
+    "portrait.png",
+    "source.latents.pt",
+    "source_recon.mp4",
+    *APPS,
+    *(truth_name(name) for name in APPS),
+    "contact_sheet.png",
+    "report.json",
+)
 
 
 @dataclass(frozen=True)
 class DemoOptions:
-    """What `vsode demo` renders.
+    """What `vsode demo` renders and runs.
 
     Attributes:
         seconds: length of the source and driver clips.
         fps: their frame rate (exact rational).
         size: side of the rendered videos (the models work at 64 px).
         seed: picks the faces and their motion.
+        model: the trained VidStyleODE the applications run (registry name or checkpoint path).
         force: overwrite existing files in the output folder.
         device: where the models run.
+        threads: torch CPU threads while the demo runs (restored after). The models are tiny: one
+            thread is the fastest, many times over on a busy machine. 0 keeps torch's setting.
     """
 
     seconds: float = 3.0
     fps: Fraction = Fraction(24)
     size: int = 128
     seed: int = 0
+    model: str = DEFAULT_MODEL
     force: bool = False
     device: str = "cpu"
+    threads: int = 1
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.seconds <= 60:
@@ -62,22 +121,45 @@ class DemoOptions:
             raise InputError(f"--size {self.size} must be 64, 128 or 256")
         if self.seed < 0:
             raise InputError(f"--seed {self.seed} must be 0 or more")
+        if not str(self.model).strip():
+            raise InputError("--model is empty; give a registry name or a VidStyleODE checkpoint path")
+        if self.threads < 0:
+            raise InputError(f"--threads {self.threads} must be 1 or more (0: torch's default)")
+        if math.floor(Fraction(self.seconds) * INTERPOLATE_FROM) < 2:
+            raise InputError(f"--seconds {self.seconds} is too short to interpolate: give at least 0.25 s")
 
     @property
     def times(self) -> list[Fraction]:
-        count = max(1, math.floor(Fraction(self.seconds) * self.fps))
-        return [Fraction(i) / self.fps for i in range(count)]
+        return _grid(self.seconds, self.fps)
 
 
-OUTPUTS = (
-    "source.mp4",
-    "driver.mp4",
-    "portrait.png",
-    "source.latents.pt",
-    "source_recon.mp4",
-    "contact_sheet.png",
-    "report.json",
-)
+def _grid(seconds: float, fps: Fraction) -> list[Fraction]:
+    count = max(1, math.floor(Fraction(seconds) * fps))
+    return [Fraction(i) / fps for i in range(count)]
+
+
+def check_model(name: str) -> tuple[Path, Any]:
+    """The VidStyleODE checkpoint ``--model`` names and its config, checked before any work.
+
+    Raises ModelMissingError (exit 3) naming ``--model`` when the built-in demo model is not part
+    of this vsode or not installed, InputError (exit 2) for a missing file or a file that is not a
+    VidStyleODE checkpoint.
+    """
+    from ..checkpoints.cache import resolve
+    from ..checkpoints.registry import REGISTRY
+    from ..model import load_model
+
+    if name == DEFAULT_MODEL and name not in REGISTRY:
+        raise ModelMissingError(
+            f"the demo's trained model {name} is not installed in this vsode; pass --model PATH of a "
+            "VidStyleODE checkpoint (e.g. one `vsode train` wrote) to run the demo with it"
+        )
+    try:
+        path = resolve(name)
+    except ModelMissingError as err:
+        raise ModelMissingError(f"{err}; or pass --model PATH of another VidStyleODE checkpoint") from None
+    config = load_model(path, backbones=False).config  # InputError now, not after the rendering
+    return path, config
 
 
 def _speech_audio(params: VideoParams, seconds: float, path: Path) -> None:
@@ -104,21 +186,15 @@ def _write_clip(path: Path, frames: torch.Tensor, fps: Fraction, *, audio: Path 
     return writer.close().to_dict()
 
 
-def _png_bytes(image: torch.Tensor) -> bytes:
-    import io
-
+def _png_bytes(image: torch.Tensor | Any) -> bytes:
     from PIL import Image
 
-    pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    if isinstance(image, torch.Tensor):
+        pixels = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        image = Image.fromarray(pixels)
     buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
+    image.save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1]."""
-    mse = torch.mean((a.float() - b.float()) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def _resize(frames: torch.Tensor, size: int) -> torch.Tensor:
@@ -130,50 +206,80 @@ def _resize(frames: torch.Tensor, size: int) -> torch.Tensor:
 
 def _zero_shot(clip_model: Any, frames: torch.Tensor, params: VideoParams) -> dict[str, float]:
     """Share of frames whose attribute CLIP reads is the true one, per attribute."""
-    vocab = {"hair": HAIR_COLOURS, "eyes": EYE_COLOURS, "skin": SKIN_TONES}
-    truth = params.attributes
-    scores = {}
-    images = frames * 2 - 1
-    for attr, values in vocab.items():
-        names = list(values)
-        prompts = [f"a photo of a person with {v} {attr}" for v in names]
-        probs = clip_model.zero_shot(images, prompts)
-        picked = probs.argmax(dim=-1)
-        scores[attr] = float((picked == names.index(truth[attr])).float().mean())
-    return scores
+    read = S.read_attributes(clip_model, frames)
+    return {a: float(np.mean([v == params.attributes[a] for v in read[a]])) for a in S.NAMED}
+
+
+def _first_other(choices: tuple[str, ...], current: str) -> str:
+    return next(c for c in choices if c != current)
+
+
+@dataclass
+class _Row:
+    """One row of the contact sheet: a label and frames at their times (seconds)."""
+
+    label: str
+    frames: torch.Tensor
+    times: list[float]
 
 
 def run_demo(out_dir: str | Path, options: DemoOptions | None = None, *,
              progress: Progress | None = None) -> dict[str, Any]:
-    """Render the demo clips, run the models on them, write the sheet and the report.
+    """Render the demo clips, run every application on them, score, write the sheet and the report.
 
     Returns the report (also written to ``out_dir/report.json``).
+
+    Raises ModelMissingError (exit 3) when ``options.model`` is not installed, before any work.
     """
     options = options or DemoOptions()
-    progress = ensure(progress)
-    out = Path(out_dir)
+    with _torch_threads(options.threads):
+        return _run_demo(Path(out_dir), options, ensure(progress))
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise InputError(f"output folder {out} is a file; give a folder name")
+    if out.is_dir():
+        for name in OUTPUTS:
+            check_output_path(out / name, force=options.force)
+    from ..checkpoints.registry import REGISTRY
+
+    unshipped = options.model == DEFAULT_MODEL and DEFAULT_MODEL not in REGISTRY
+    model_path, config = (None, None) if unshipped else check_model(options.model)
     out.mkdir(parents=True, exist_ok=True)
-    for name in OUTPUTS:
-        check_output_path(out / name, force=options.force)
 
     source = sample_params(options.seed)
     driver = sample_params(options.seed + 1, motion_seed=options.seed + 101)
     portrait = sample_params(options.seed + 2)
     times = options.times
     t = np.array([float(x) for x in times])
+    slow = np.array([float(x) for x in _grid(options.seconds, INTERPOLATE_FROM)])
     report: dict[str, Any] = {
         "seed": options.seed,
         "fps": f"{options.fps.numerator}/{options.fps.denominator}",
         "frames": len(times),
+        "model": {"name": options.model, "path": None if model_path is None else str(model_path)},
+        "threads": torch.get_num_threads(),
         "source": {"attributes": source.attributes},
         "driver": {"attributes": driver.attributes},
         "portrait": {"attributes": portrait.attributes},
     }
 
-    with progress.stage("render", total=3) as stage:
+    with progress.stage("render", total=4) as stage:
         src_frames = render_times(source, t, size=options.size)
+        stage.advance()
+        slow_frames = render_times(source, slow, size=options.size)
         stage.advance()
         drv_frames = render_times(driver, t, size=options.size)
         stage.advance()
@@ -182,27 +288,158 @@ def run_demo(out_dir: str | Path, options: DemoOptions | None = None, *,
 
     with progress.stage("encode video"), tempfile.TemporaryDirectory() as tmp:
         seconds = float(len(times) / options.fps)
-        for params, frames, name in ((source, src_frames, "source"), (driver, drv_frames, "driver")):
-            wav = Path(tmp) / f"{name}.wav"
+        clips = ((source, src_frames, options.fps, "source", "source.mp4"),
+                 (source, slow_frames, INTERPOLATE_FROM, "source_8fps", "source-8fps.mp4"),
+                 (driver, drv_frames, options.fps, "driver", "driver.mp4"))
+        for params, frames, fps, key, name in clips:
+            wav = Path(tmp) / f"{key}.wav"
             _speech_audio(params, seconds, wav)
-            report[name]["video"] = _write_clip(out / f"{name}.mp4", frames, options.fps,
-                                                audio=wav, force=options.force)
+            video = _write_clip(out / name, frames, fps, audio=wav, force=options.force)
+            report.setdefault(key, {})["video"] = video
         atomic_write_bytes(out / "portrait.png", _png_bytes(still), force=options.force)
     report["source"]["probe"] = probe(out / "source.mp4").to_dict()
 
-    rows = [src_frames]
+    rows = [_Row("source", src_frames, t.tolist())]
     if _has_demo_encoder():
-        rows.append(_invert_and_score(out, options, src_frames, report, progress))
+        rows.append(_Row("invert", _invert_and_score(out, options, src_frames, report, progress), t.tolist()))
     else:
         report["inversion"] = {"skipped": f"this vsode has no built-in {DEMO_ENCODER} encoder"}
-    rows.append(drv_frames)
-    _clip_scores(options, src_frames, source, report, progress)
+    readers = Readers(device=options.device)
+    with progress.stage("clip"):
+        report["clip_zero_shot"] = _zero_shot(readers.clip, src_frames, source)
 
-    atomic_write_bytes(out / "contact_sheet.png", _png_bytes(_sheet(rows, options.size)), force=options.force)
+    if unshipped:  # the backbone part of the demo still runs; the applications need a model
+        message = (f"the trained demo VidStyleODE ({DEFAULT_MODEL}) is not part of this vsode yet: the "
+                   "applications were skipped; pass --model PATH of a model from `vsode train` to run them")
+        progress.log(message)
+        report["apps"] = {"skipped": message}
+        return _finish(out, options, report, rows, [round(i * float(options.seconds) / SHEET_COLUMNS, 6)
+                                                   for i in range(SHEET_COLUMNS)], progress)
+
+    prompts = {
+        "edit-hair.mp4": ("hair", _first_other(HAIR_TARGETS, source.attributes["hair"])),
+        "edit-eyes.mp4": ("eyes", _first_other(EYE_TARGETS, source.attributes["eyes"])),
+    }
+    mask = tuple(map(tuple, region_mask(BLEND_REGION, config.dynamics.grid).tolist()))
+    truths = _run_apps(out, options, prompts, mask, (source, driver, portrait), report, progress)
+
+    report["scores"] = {}
+    shown: dict[str, torch.Tensor] = {}
+    for name, truth in truths.items():
+        write_truth(out / truth_name(name), truth, force=options.force)
+        frames = read_output(out / name)
+        shown[name] = frames
+        with progress.stage(f"score {name}"):
+            report["scores"][name.rsplit(".", 1)[0]] = evaluate(frames, truth, readers)
+    report["summary"] = summarise(report["scores"])
+
+    seconds_of = {name: [float(x) for x in truths[name].times] for name in truths}
+    for name, label in (("edit-hair.mp4", f"edit: {prompts['edit-hair.mp4'][1]} hair"),
+                        ("edit-eyes.mp4", f"edit: {prompts['edit-eyes.mp4'][1]} eyes")):
+        rows.append(_Row(label, shown[name], seconds_of[name]))
+    rows += [
+        _Row("portrait", still[None], [0.0]),
+        _Row("driver", drv_frames, t.tolist()),
+        _Row("animate", shown["animate.mp4"], seconds_of["animate.mp4"]),
+        _Row("source at 8 fps", slow_frames, slow.tolist()),
+        _Row("interpolate to 24 fps", shown["interpolate.mp4"], seconds_of["interpolate.mp4"]),
+        _Row(f"extrapolate +{EXTRAPOLATE_SECONDS} s", shown["extrapolate.mp4"], seconds_of["extrapolate.mp4"]),
+        _Row(f"blend-motion ({BLEND_REGION})", shown["blend-motion.mp4"], seconds_of["blend-motion.mp4"]),
+    ]
+    span = float(seconds) + EXTRAPOLATE_SECONDS
+    columns = [round(i * span / SHEET_COLUMNS, 6) for i in range(SHEET_COLUMNS)]
+    return _finish(out, options, report, rows, columns, progress)
+
+
+def _finish(out: Path, options: DemoOptions, report: dict[str, Any], rows: list, columns: list[float],
+            progress: Progress) -> dict[str, Any]:
+    """The contact sheet and report.json."""
+    sheet = _sheet(rows, columns, options.size)
+    atomic_write_bytes(out / "contact_sheet.png", _png_bytes(sheet), force=options.force)
+    report["sheet"] = {"rows": [r.label for r in rows], "times": columns, "cell": options.size,
+                       "label_width": LABEL_WIDTH, "header": HEADER, "gap": GAP}
     report["outputs"] = {name: str(out / name) for name in OUTPUTS if (out / name).exists()}
     report["timings"] = {k: round(v, 3) for k, v in progress.timings.items()}
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode(), force=options.force)
     return report
+
+
+def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str]],
+              mask: tuple[tuple[float, ...], ...], videos: tuple[VideoParams, VideoParams, VideoParams],
+              report: dict, progress: Progress) -> dict[str, Truth]:
+    """Run the five applications into ``out``; returns the ground truth of each output."""
+    from .. import api
+    from ..options import AnimateOptions, BlendOptions, EditOptions, ExtrapolateOptions, InterpolateOptions
+
+    source, driver, portrait = videos
+
+    common = dict(model=options.model, device=options.device, force=options.force, use_cache=False,
+                  batch_size=16, crf=CRF)
+    src, slow, drv = out / "source.mp4", out / "source-8fps.mp4", out / "driver.mp4"
+    src_times, slow_times = probe(src).timestamps, probe(slow).timestamps
+    report["apps"] = {}
+    truths: dict[str, Truth] = {}
+
+    def ran(name: str, result: Any, started: float, **extra: Any) -> tuple[Fraction, ...]:
+        report["apps"][name] = {"seconds": round(time.perf_counter() - started, 3), "nfe": result.nfe,
+                                "outputs": [o.to_dict() for o in result.outputs], **extra}
+        return probe(result.outputs[0].path).timestamps
+
+    started = time.perf_counter()
+    names = list(prompts)
+    texts = [f"{value} {attr}" for attr, value in prompts.values()]
+    result = api.edit(src, EditOptions(prompts=tuple(texts), **common), outputs=[out / n for n in names],
+                      progress=progress)
+    ran("edit", result, started, prompts=texts)
+    for name, (attr, value) in prompts.items():
+        truths[name] = Truth("edit", src_times, with_appearance(source, **{attr: value}), source=source,
+                             target={attr: value}, prompt=f"{value} {attr}", crf=CRF)
+
+    started = time.perf_counter()
+    result = api.animate(out / "portrait.png", drv, AnimateOptions(**common), outputs=[out / "animate.mp4"],
+                         progress=progress)
+    truths["animate.mp4"] = Truth("animate", ran("animate", result, started), with_motion(portrait, driver),
+                                  driver=driver, crf=CRF)
+
+    started = time.perf_counter()
+    result = api.interpolate(slow, InterpolateOptions(fps=INTERPOLATE_TO, **common), output=out / "interpolate.mp4",
+                             progress=progress)
+    truths["interpolate.mp4"] = Truth("interpolate", ran("interpolate", result, started), source, source=source,
+                                      source_times=slow_times, crf=CRF)
+
+    started = time.perf_counter()
+    result = api.extrapolate(src, ExtrapolateOptions(seconds=EXTRAPOLATE_SECONDS, **common),
+                             output=out / "extrapolate.mp4", progress=progress)
+    truths["extrapolate.mp4"] = Truth("extrapolate", ran("extrapolate", result, started), source, source=source,
+                                      source_times=src_times, crf=CRF)
+
+    started = time.perf_counter()
+    blend = BlendOptions(region=BLEND_REGION, **common)
+    result = api.blend_motion(src, drv, blend, output=out / "blend-motion.mp4", progress=progress)
+    truths["blend-motion.mp4"] = Truth("blend", ran("blend-motion", result, started, region=BLEND_REGION), source,
+                                       source=source, driver=driver, mask=mask, crf=CRF)
+    return truths
+
+
+def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The headline numbers of every application's scores (what ``vsode demo`` prints)."""
+    out: dict[str, Any] = {}
+    for name in ("edit-hair", "edit-eyes"):
+        s = scores[name]
+        out[name] = {"prompt": s["prompt"], "accuracy": s["edit"]["accuracy"],
+                     "others_unchanged": s["edit"]["others_unchanged"], "flip_rate": s["temporal"]["flip_rate"],
+                     "frame_diff_ratio": s["temporal"]["frame_diff_ratio"]}
+    a = scores["animate"]
+    out["animate"] = {**{f"r_{k}": v for k, v in a["correlation"].items()},
+                      "portrait_attributes": a["attributes"]["all"]}
+    i = scores["interpolate"]["interpolation"]
+    out["interpolate"] = {"psnr_db": i["psnr_db"], **{f"{k}_psnr_db": v for k, v in i["baselines_psnr_db"].items()}}
+    e = scores["extrapolate"]["extrapolation"]
+    out["extrapolate"] = {"psnr_db": e["psnr_db"], "repeat_last_psnr_db": e["repeat_last_psnr_db"]}
+    b = scores["blend-motion"]["blend"]
+    out["blend-motion"] = {"inside_corr_b": b["inside"]["corr_b"], "inside_corr_a": b["inside"]["corr_a"],
+                           "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"]}
+    return out
 
 
 def _has_demo_encoder() -> bool:
@@ -213,7 +450,7 @@ def _has_demo_encoder() -> bool:
 
 def _invert_and_score(out: Path, options: DemoOptions, src_frames: torch.Tensor,
                       report: dict, progress: Progress) -> torch.Tensor:
-    from ..invert import InvertOptions, invert_video, load_models, render_preview
+    from ..invert import InvertOptions, invert_video, load_models, render_preview, synthesize_at
 
     inv_opts = InvertOptions(encoder=DEMO_ENCODER, device=options.device, batch_size=16, use_cache=False)
     with progress.stage("load models"):
@@ -224,8 +461,6 @@ def _invert_and_score(out: Path, options: DemoOptions, src_frames: torch.Tensor,
                              batch_size=16, audio_from=out / "source.mp4", force=options.force,
                              device=options.device, progress=progress)
     with torch.no_grad():
-        from ..invert import synthesize_at
-
         size = models.generator.resolution
         recon = torch.cat([
             (synthesize_at(models.generator, latents.wplus[i : i + 16].to(options.device), size)
@@ -236,32 +471,45 @@ def _invert_and_score(out: Path, options: DemoOptions, src_frames: torch.Tensor,
     truth = _resize(src_frames, size)
     report["inversion"] = {
         "encoder": latents.encoder,
-        "psnr_db": round(psnr(recon, truth), 2),
+        "psnr_db": round(S.psnr(recon, truth), 2),
         "preview": preview.to_dict(),
     }
-    return _resize(recon, options.size)
+    return recon
 
 
-def _clip_scores(options: DemoOptions, src_frames: torch.Tensor, source: VideoParams,
-                 report: dict, progress: Progress) -> None:
-    from ..checkpoints import resolve
-    from ..clip import load_clip
+# --- the contact sheet -----------------------------------------------------------------------------
 
-    with progress.stage("clip"):
-        model = load_clip(resolve(DEMO_CLIP), device=options.device)
-        report["clip_zero_shot"] = _zero_shot(model, src_frames, source)
+LABEL_WIDTH = 150  # pixels left of the first column, for the row names
+HEADER = 14  # pixels above the first row, for the column times
+GAP = 2
 
 
-def _sheet(rows: list[torch.Tensor], size: int) -> torch.Tensor:
-    """Rows of frames at evenly spaced times, side by side, 2 px gaps."""
-    n = rows[0].shape[0]
-    cols = [round(i * (n - 1) / max(1, SHEET_COLUMNS - 1)) for i in range(min(SHEET_COLUMNS, n))]
-    gap = 2
-    height = len(rows) * size + (len(rows) + 1) * gap
-    width = len(cols) * size + (len(cols) + 1) * gap
+def _sheet(rows: list[_Row], columns: list[float], size: int) -> Any:
+    """A PIL image: one row per :class:`_Row` (its label on the left), one column per time; each
+    cell is the row's frame nearest that time, or blank where the row has no frame within half a
+    frame of it (past its end)."""
+    from PIL import Image, ImageDraw
+
+    height = HEADER + len(rows) * size + (len(rows) + 1) * GAP
+    width = LABEL_WIDTH + len(columns) * size + (len(columns) + 1) * GAP
     sheet = torch.ones(3, height, width)
-    for r, frames in enumerate(rows):
-        for c, idx in enumerate(cols):
-            y, x = gap + r * (size + gap), gap + c * (size + gap)
-            sheet[:, y : y + size, x : x + size] = frames[min(idx, frames.shape[0] - 1)]
-    return sheet
+    for r, row in enumerate(rows):
+        frames = _resize(row.frames.float(), size)
+        stamps = np.asarray(row.times)
+        step = float(np.median(np.diff(stamps))) if len(stamps) > 1 else 0.0  # a still: column 0 only
+        for c, at in enumerate(columns):
+            k = int(np.argmin(np.abs(stamps - at)))
+            if abs(stamps[k] - at) > step / 2 + 1e-9:
+                continue
+            y, x = HEADER + GAP + r * (size + GAP), LABEL_WIDTH + GAP + c * (size + GAP)
+            sheet[:, y : y + size, x : x + size] = frames[k]
+    image = Image.open(io.BytesIO(_png_bytes(sheet)))
+    draw = ImageDraw.Draw(image)
+    for r, row in enumerate(rows):
+        draw.text((6, HEADER + GAP + r * (size + GAP) + size // 2 - 6), row.label, fill=(20, 20, 20))
+    for c, at in enumerate(columns):
+        draw.text((LABEL_WIDTH + GAP + c * (size + GAP) + 2, 1), f"{at:.1f} s", fill=(90, 90, 90))
+    return image
+
+
+__all__ = ["APPS", "DemoOptions", "OUTPUTS", "check_model", "run_demo", "summarise", "truth_name"]

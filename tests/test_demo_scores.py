@@ -1,0 +1,269 @@
+"""The demo scores on known answers: the renderer's own ground truth must score perfectly.
+
+Each application's ideal output is known exactly in the demo world: an edit is the same video
+with one attribute changed (``with_appearance``), an animation is the portrait moving with the
+driver's motion (``with_motion``), interpolation and extrapolation are the source rendered at the
+new times. Feeding those renders to the scores must give the best answers (accuracy 1,
+correlation about 1, PSNR infinite and above every baseline), and feeding the wrong video must not.
+"""
+
+from __future__ import annotations
+
+import json
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from vsode.cli.eval import eval_
+from vsode.demo import scores as S
+from vsode.demo.evaluate import Readers, Truth, evaluate, read_truth, write_truth
+from vsode.demo.regressor import (
+    FORMAT,
+    MotionRegressor,
+    default_path,
+    evaluate_regressor,
+    load_regressor,
+    true_motion,
+)
+from vsode.demo.world import render_times, sample_params, with_appearance, with_motion
+from vsode.errors import InputError
+from vsode.options import region_mask
+from vsode.video import VideoWriter
+
+FPS = 24
+SECONDS = 3
+TIMES = tuple(Fraction(k, FPS) for k in range(SECONDS * FPS))
+SECS = np.array([float(t) for t in TIMES])
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def readers() -> Readers:
+    return Readers()
+
+
+@pytest.fixture(scope="module")
+def source():
+    return sample_params(0)  # grey hair, brown eyes, medium skin
+
+
+def render(params, times=SECS, size=64) -> torch.Tensor:
+    return render_times(params, np.asarray([float(t) for t in times]), size=size)
+
+
+# --- pure functions on hand-made answers -----------------------------------------------------------
+
+
+def test_psnr_neighbours_and_held_out_times():
+    x = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert S.psnr(x, x) == float("inf")
+    assert S.psnr(torch.zeros(1, 3, 4, 4), torch.full((1, 3, 4, 4), 0.1)) == pytest.approx(20.0)
+    # 8 fps input, 24 fps output over 1 s: held out are the two frames between each input pair
+    src = [Fraction(k, 8) for k in range(8)]
+    out = [Fraction(k, 24) for k in range(24)]
+    frames, before, weight = S.held_out(out, src)
+    assert frames == [k for k in range(1, 22) if k % 3]  # 22, 23 lie past the last input frame
+    assert before[:4] == [0, 0, 1, 1] and weight[:2] == pytest.approx([1 / 3, 2 / 3])
+    ramp = torch.arange(4.0).view(4, 1, 1, 1).expand(4, 3, 2, 2)  # linear in time
+    mid = S.blend_neighbours(ramp, [0, 2], [0.25, 0.5])
+    assert mid[:, 0, 0, 0].tolist() == [0.25, 2.5]
+
+
+def test_attribute_scores_count_what_they_should():
+    read = {"hair": ["red", "red", "red", "black"], "eyes": ["blue", "grey", "blue", "blue"], "skin": ["dark"] * 4}
+    visible = {"eyes": [True, False, True, True]}  # frame 1 blinks: its eye reading does not count
+    acc = S.edit_accuracy(read, {"hair": "red"}, {"hair": "black", "eyes": "blue", "skin": "dark"}, visible)
+    assert acc["accuracy"] == 0.75 and acc["others_unchanged"] == 1.0
+    acc = S.edit_accuracy(read, {"eyes": "blue"}, {"hair": "red", "eyes": "grey", "skin": "dark"}, visible)
+    assert acc["accuracy"] == 1.0 and acc["others_unchanged"] == 0.75
+    flips = S.attribute_flips(read, visible)
+    assert flips["flips"] == {"hair": 1, "eyes": 0, "skin": 0} and flips["flip_rate"] == pytest.approx(1 / 3)
+    assert S.attribute_flips(read)["flips"]["eyes"] == 2
+    with pytest.raises(InputError, match="edit target"):
+        S.edit_accuracy(read, {"background": "blue"}, {}, visible)
+
+
+def test_blend_energies_of_a_composite_follow_b_inside_and_a_outside():
+    a = render(sample_params(0))
+    b = render(sample_params(1, motion_seed=101))
+    mask = S.grid_to_pixels(region_mask("mouth", (8, 8)), 64)
+    assert mask.sum() == 2 * 4 * 8 * 8  # two rows of four cells of 8x8 pixels
+    composite = mask * b + (1 - mask) * a  # B's pixels inside, A's outside
+    scores = S.blend_scores(composite, a, b, mask)
+    assert scores["inside"]["corr_b"] == pytest.approx(1.0) and scores["outside"]["corr_a"] == pytest.approx(1.0)
+    assert scores["inside"]["energy_ratio_b"] == pytest.approx(1.0)
+    assert scores["inside"]["corr_a"] < 0.5 and scores["outside"]["corr_b"] < 0.7  # measured 0.05 and 0.41
+    assert scores["follows"] == {"inside_b": True, "outside_a": True}
+    swapped = S.blend_scores(mask * a + (1 - mask) * b, a, b, mask)
+    assert swapped["follows"] == {"inside_b": False, "outside_a": False}
+
+
+# --- the readers on ground truth -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("attribute, value", [("hair", "blonde"), ("eyes", "blue"), ("skin", "dark")])
+def test_the_renderers_own_edit_scores_perfectly(readers, source, attribute, value):
+    edited = with_appearance(source, **{attribute: value})
+    truth = Truth("edit", TIMES, edited, source=source, target={attribute: value}, crf=None)
+    scores = evaluate(render(edited), truth, readers)
+    assert scores["edit"]["accuracy"] == 1.0 and scores["edit"]["others_unchanged"] == 1.0
+    assert scores["temporal"]["flip_rate"] == 0.0 and scores["temporal"]["truth_frame_diff_ratio"] == 1.0
+    assert 0.7 < scores["temporal"]["frame_diff_ratio"] < 1.3  # new colours, the same motion
+    assert scores["psnr_db"] == "inf"
+    # the unedited source is no edit: nothing reads as the target, everything else unchanged
+    unedited = evaluate(render(source), truth, readers)
+    assert unedited["edit"]["accuracy"] == 0.0 and unedited["edit"]["others_unchanged"] == 1.0
+
+
+def test_interpolation_of_the_true_frames_is_perfect_and_beats_the_baselines(readers, source):
+    slow = tuple(Fraction(k, 8) for k in range(SECONDS * 8))
+    truth = Truth("interpolate", TIMES, source, source=source, source_times=slow, crf=None)
+    result = evaluate(render(source), truth, readers)["interpolation"]
+    assert result["frames"] == 46 and result["psnr_db"] == "inf"
+    base = result["baselines_psnr_db"]
+    # measured at seed 0: inversion 26.9 dB, frame blend 32.2 dB, W+ lerp 26.8 dB (the generator
+    # bounds the first and the last near the encoder's 28 dB; blending pixels is not bounded by it)
+    assert base["inversion"] > 25 and base["frame_blend"] > 29 and base["wplus_lerp"] > 25
+    assert result["at_input_times_psnr_db"] == "inf"
+    # a still video (the first frame throughout) loses to blending neighbours
+    still = evaluate(render(source, [0.0] * len(TIMES)), truth, readers)["interpolation"]
+    assert still["psnr_db"] < base["wplus_lerp"] - 5  # measured 17.7 dB
+
+
+def test_extrapolation_of_the_true_frames_beats_repeating_the_last_one(readers, source):
+    src = TIMES[:48]  # 2 s given, 1 s asked for
+    truth = Truth("extrapolate", TIMES, source, source=source, source_times=src, crf=None)
+    result = evaluate(render(source), truth, readers)["extrapolation"]
+    assert result["frames"] == 12 and result["window_s"] == 0.5 and result["psnr_db"] == "inf"
+    assert 15 < result["repeat_last_psnr_db"] < 30 and result["all_new"]["frames"] == 24  # measured 20.5 dB
+
+
+def test_animation_with_the_drivers_own_motion_correlates(readers):
+    portrait, driver = sample_params(2), sample_params(1, motion_seed=101)
+    truth = Truth("animate", TIMES, with_motion(portrait, driver), driver=driver, crf=None)
+    scores = evaluate(render(with_motion(portrait, driver)), truth, readers)
+    r = scores["correlation"]
+    assert r["mouth_open"] > 0.98 and r["head_x"] > 0.98 and r["head_y"] > 0.98  # measured 0.997, 0.999, 0.999
+    assert scores["correlation"] == scores["reference_correlation"]
+    assert scores["attributes"]["all"] == 1.0
+    # the portrait moving its own way does not follow the driver
+    own = evaluate(render(portrait), truth, readers)["correlation"]
+    assert own["mouth_open"] < 0.5 and own["head_x"] < 0.5
+
+
+def test_blend_truth_scores(readers, source):
+    driver = sample_params(1, motion_seed=101)
+    mask = region_mask("mouth", (8, 8))
+    truth = Truth("blend", TIMES, source, source=source, driver=driver, mask=tuple(map(tuple, mask.tolist())), crf=None)
+    pixels = S.grid_to_pixels(mask, 64)
+    composite = pixels * render(driver) + (1 - pixels) * render(source)
+    scores = evaluate(composite, truth, readers)
+    assert scores["blend"]["follows"] == {"inside_b": True, "outside_a": True}
+    assert scores["trajectories"]["head_x"]["a"] > 0.95  # the face outside the mouth is A's
+
+
+# --- the regressor ---------------------------------------------------------------------------------
+
+
+def test_shipped_regressor_reads_held_out_renders():
+    path = default_path()
+    assert path.stat().st_size < 1_000_000
+    ckpt = torch.load(path, weights_only=True)
+    assert ckpt["format"] == FORMAT and ckpt["config"]["channels"] == ["mouth_open", "head_x", "head_y", "eye_open"]
+    model = load_regressor()
+    metrics = evaluate_regressor(model, frames=256, videos=8)
+    # measured on 1024 frames / 32 clips: MAE mouth 0.016, head x 0.0020, head y 0.0013, eyes 0.032;
+    # trajectory r 0.997, 0.999, 0.999, 0.91
+    mae = {k: v["mae"] for k, v in metrics["renders"].items()}
+    assert mae["mouth_open"] < 0.03 and mae["head_x"] < 0.004 and mae["head_y"] < 0.003 and mae["eye_open"] < 0.06
+    traj = metrics["trajectories"]
+    assert traj["mouth_open"]["mean_r"] > 0.98 and traj["head_x"]["mean_r"] > 0.99 and traj["head_y"]["mean_r"] > 0.99
+    assert traj["eye_open"]["mean_r"] > 0.8
+
+
+def test_regressor_checkpoint_round_trip(tmp_path):
+    from vsode.fileio import save_torch
+
+    model = MotionRegressor()
+    path = save_torch(model.checkpoint(), tmp_path / "r.pt")
+    loaded = load_regressor(path)
+    x = torch.rand(2, 3, 128, 128)  # other sizes are resized
+    got = loaded.measure(x)
+    assert set(got) == {"mouth_open", "head_x", "head_y", "eye_open"} and got["mouth_open"].shape == (2,)
+    with pytest.raises(InputError, match="not a demo motion regressor"):
+        load_regressor(save_torch({"format": "other"}, tmp_path / "x.pt"))
+    motion = true_motion(sample_params(0), [0.0, 0.5])
+    assert np.all((motion["eye_open"] >= 0) & (motion["eye_open"] <= 1))
+
+
+# --- the truth file and `vsode eval` ---------------------------------------------------------------
+
+
+def _eval_app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False, rich_markup_mode=None)
+    app.command("eval")(eval_)
+    app.command("other")(lambda: None)  # a group, so the command is named as in `vsode eval`
+    return app
+
+
+def test_eval_cli_scores_a_coded_edit(tmp_path, source):
+    edited = with_appearance(source, hair="red")
+    video = tmp_path / "edit.mp4"
+    with VideoWriter(video, fps=Fraction(FPS), width=64, height=64) as writer:
+        writer.write(render(edited))
+    truth = Truth("edit", TIMES, edited, source=source, target={"hair": "red"}, prompt="red hair")
+    path = write_truth(tmp_path / "edit.truth.json", truth)
+    assert read_truth(path) == truth and json.loads(path.read_text())["format"] == "vsode/demo-truth@1"
+
+    app = _eval_app()
+    res = CliRunner().invoke(app, ["eval", str(video), "--truth", str(path), "--json", "-q"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["kind"] == "edit" and data["frames"] == len(TIMES) and data["prompt"] == "red hair"
+    assert data["edit"]["accuracy"] == 1.0 and data["edit"]["others_unchanged"] >= 0.95
+    assert 28 < data["psnr_db"] < 40  # x264 at crf 18 and 4:2:0 chroma, 64 px
+    human = CliRunner().invoke(app, ["eval", str(video), "--truth", str(path)])
+    assert human.exit_code == 0 and "accuracy: 1" in human.stdout
+
+    for args, words in (
+        (["--kind", "animate"], "an output of kind edit"),
+        (["--kind", "nonsense"], "--kind 'nonsense'"),
+    ):
+        res = CliRunner().invoke(app, ["eval", str(video), "--truth", str(path), *args])
+        assert res.exit_code == 2 and words in res.stderr, res.stderr
+    short = write_truth(tmp_path / "short.truth.json", Truth("edit", TIMES[:10], edited, source=source, target={"hair": "red"}))
+    res = CliRunner().invoke(app, ["eval", str(video), "--truth", str(short)])
+    assert res.exit_code == 2 and "72 frames but its truth lists 10" in res.stderr
+    (tmp_path / "bad.json").write_text('{"format": "nope"}')
+    res = CliRunner().invoke(app, ["eval", str(video), "--truth", str(tmp_path / "bad.json")])
+    assert res.exit_code == 2 and "not a demo truth file" in res.stderr
+    res = CliRunner().invoke(app, ["eval", str(tmp_path / "missing.mp4"), "--truth", str(path)])
+    assert res.exit_code == 2 and "does not exist" in res.stderr
+
+
+def test_truth_checks_what_each_kind_needs(source):
+    with pytest.raises(InputError, match="a blend truth needs driver"):
+        Truth("blend", TIMES, source, source=source, mask=((1.0,),))
+    with pytest.raises(InputError, match="kind 'warp'"):
+        Truth("warp", TIMES, source)
+    with pytest.raises(InputError, match="edit target"):
+        Truth("edit", TIMES, source, source=source, target={"nose": "big"})
+
+
+def test_eye_visibility_follows_blinks():
+    params = sample_params(3)
+    t = np.arange(240) / 24
+    visible = S.eyes_visible(params, t)
+    blink = params.motion(t)["blink"]
+    assert visible[blink < 0.2].all() and not visible[blink > 0.8].any()

@@ -1,0 +1,413 @@
+"""Scoring an output against the demo world's ground truth: the truth file and the evaluator.
+
+``vsode demo`` writes, beside every output, a truth file (``vsode/demo-truth@1`` JSON, a
+:class:`Truth`): which kind of output it is, the time of each of its frames, the renderer's
+parameters of what it should show, and what the scores need besides (the prompt's attribute, the
+input's frame times, the blend mask...). :func:`evaluate_file` (``vsode eval``) reads an output and
+its truth, and :func:`evaluate` computes the scores of :mod:`vsode.demo.scores` with the demo's
+readers (:class:`Readers`: the ``clip-demo`` CLIP, the motion regressor, and the ``psp-demo``
+encoder with the ``stylegan2-demo`` generator for the latent baselines).
+
+Baselines are coded like the output (the same x264 quality, 4:2:0) before they are scored, so the
+codec's loss is shared and the comparison is fair.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from ..fileio import atomic_write_bytes
+from ..progress import Progress, ensure
+from . import scores as S
+from .regressor import true_motion
+from .world import VideoParams, render_times
+
+TRUTH_FORMAT = "vsode/demo-truth@1"
+KINDS = ("edit", "animate", "interpolate", "extrapolate", "blend")
+DEMO_CLIP = "clip-demo"
+DEMO_ENCODER = "psp-demo"
+DEMO_GENERATOR = "stylegan2-demo"
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The ground truth of one output.
+
+    Attributes:
+        kind: one of :data:`KINDS`.
+        times: each output frame's time in seconds, on the clock of ``expected``.
+        expected: the renderer's parameters of what the output should show (for ``blend``, A:
+            its appearance everywhere and its motion outside the mask).
+        source: the input whose motion the output keeps: the unedited video (edit), the input
+            (interpolate, extrapolate), A (blend); None for animate.
+        source_times: the input's frame times (interpolate, extrapolate).
+        target: the attribute(s) an edit's prompt asks for, e.g. ``{"hair": "blonde"}``.
+        prompt: the edit's prompt as given.
+        driver: the video whose motion is used (animate: the driver; blend: B, inside the mask).
+        mask: blend: weight per cell of the dynamics grid, top row first (1 = B's motion).
+        crf: the x264 quality the output was written with (baselines are coded alike); None for
+            uncoded baselines.
+    """
+
+    kind: str
+    times: tuple[Fraction, ...]
+    expected: VideoParams
+    source: VideoParams | None = None
+    source_times: tuple[Fraction, ...] = ()
+    target: dict[str, str] = field(default_factory=dict)
+    prompt: str | None = None
+    driver: VideoParams | None = None
+    mask: tuple[tuple[float, ...], ...] = ()
+    crf: int | None = 18
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "times", tuple(Fraction(t) for t in self.times))
+        object.__setattr__(self, "source_times", tuple(Fraction(t) for t in self.source_times))
+        object.__setattr__(self, "mask", tuple(tuple(float(v) for v in row) for row in self.mask))
+        problems = []
+        if self.kind not in KINDS:
+            problems.append(f"kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if not self.times:
+            problems.append("it lists no frame times")
+        needs = {
+            "edit": ("source", "target"), "animate": ("driver",), "interpolate": ("source", "source_times"),
+            "extrapolate": ("source", "source_times"), "blend": ("source", "driver", "mask"),
+        }.get(self.kind, ())
+        problems += [f"a {self.kind} truth needs {name}" for name in needs if not getattr(self, name)]
+        if self.kind == "interpolate" and len(self.source_times) < 2:
+            problems.append("interpolation needs at least two input frame times")
+        unknown = [a for a in self.target if a not in S.NAMED]
+        if unknown:
+            problems.append(f"edit target names {unknown}; use {', '.join(S.NAMED)}")
+        if problems:
+            raise InputError("bad demo truth: " + "; ".join(problems))
+
+    def seconds(self) -> np.ndarray:
+        return np.array([float(t) for t in self.times])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON types (times as exact ``"n/d"`` strings)."""
+        def params(p: VideoParams | None) -> Any:
+            return None if p is None else p.to_dict()
+
+        return {
+            "format": TRUTH_FORMAT,
+            "kind": self.kind,
+            "times": [_frac(t) for t in self.times],
+            "expected": params(self.expected),
+            "source": params(self.source),
+            "source_times": [_frac(t) for t in self.source_times],
+            "target": dict(self.target),
+            "prompt": self.prompt,
+            "driver": params(self.driver),
+            "mask": [list(row) for row in self.mask],
+            "crf": self.crf,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, origin: str = "truth") -> "Truth":
+        if not isinstance(data, Mapping) or data.get("format") != TRUTH_FORMAT:
+            found = data.get("format") if isinstance(data, Mapping) else type(data).__name__
+            raise InputError(f"{origin} is not a demo truth file ({TRUTH_FORMAT}; found {found!r}); "
+                             "`vsode demo` writes one beside each output")
+
+        def params(key: str) -> VideoParams | None:
+            value = data.get(key)
+            return None if value is None else VideoParams.from_dict(value)
+
+        try:
+            return cls(
+                kind=str(data["kind"]),
+                times=tuple(Fraction(str(t)) for t in data["times"]),
+                expected=VideoParams.from_dict(data["expected"]),
+                source=params("source"),
+                source_times=tuple(Fraction(str(t)) for t in data.get("source_times") or ()),
+                target={str(k): str(v) for k, v in (data.get("target") or {}).items()},
+                prompt=data.get("prompt"),
+                driver=params("driver"),
+                mask=tuple(tuple(row) for row in data.get("mask") or ()),
+                crf=data.get("crf"),
+            )
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise InputError(f"{origin} is not a valid demo truth file ({err!r})") from None
+
+
+def _frac(t: Fraction) -> str:
+    return f"{t.numerator}/{t.denominator}"
+
+
+def write_truth(path: str | os.PathLike, truth: Truth, *, force: bool = False) -> Path:
+    """Write ``truth`` as JSON (temp file + rename)."""
+    return atomic_write_bytes(path, (json.dumps(truth.to_dict(), indent=1) + "\n").encode(), force=force)
+
+
+def read_truth(path: str | os.PathLike) -> Truth:
+    """Read a truth file :func:`write_truth` wrote."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--truth file {path} does not exist; `vsode demo` writes <output>.truth.json files")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise InputError(f"--truth file {path} is not JSON ({err})") from None
+    return Truth.from_dict(data, origin=f"--truth file {path}")
+
+
+# --- the readers -----------------------------------------------------------------------------------
+
+
+class Readers:
+    """The models the scores read outputs with, loaded on first use and kept.
+
+    ``clip`` (attributes, ``clip-demo``), ``regressor`` (motion, the shipped regressor), ``encoder``
+    (``psp-demo``) and ``generator`` (``stylegan2-demo``) for the inversion baselines.
+    """
+
+    def __init__(self, *, device: str | torch.device = "cpu", regressor: str | os.PathLike | None = None,
+                 cache_dir: str | os.PathLike | None = None) -> None:
+        self.device = torch.device(device)
+        self.regressor_path = regressor
+        self.cache_dir = cache_dir
+        self._loaded: dict[str, Any] = {}
+
+    def _get(self, name: str) -> Any:
+        if name not in self._loaded:
+            from ..checkpoints import resolve
+
+            if name == "clip":
+                from ..clip import load_clip
+
+                model = load_clip(resolve(DEMO_CLIP, cache_dir=self.cache_dir), device=self.device)
+            elif name == "regressor":
+                from .regressor import load_regressor
+
+                model = load_regressor(self.regressor_path, device=self.device)
+            elif name == "encoder":
+                from ..encoders import load_encoder
+
+                model = load_encoder(resolve(DEMO_ENCODER, cache_dir=self.cache_dir)).to(self.device).eval()
+            else:
+                from ..stylegan2 import load_generator
+
+                model = load_generator(resolve(DEMO_GENERATOR, cache_dir=self.cache_dir)).to(self.device).eval()
+            self._loaded[name] = model
+        return self._loaded[name]
+
+    @property
+    def clip(self) -> Any:
+        return self._get("clip")
+
+    @property
+    def regressor(self) -> Any:
+        return self._get("regressor")
+
+    @torch.no_grad()
+    def invert(self, frames: torch.Tensor) -> torch.Tensor:
+        """W+ codes (``N×n×D``) of frames in [0, 1] with the demo encoder."""
+        from .regressor import resize
+
+        encoder = self._get("encoder")
+        out = [encoder.encode(resize(frames[i : i + 64].to(self.device) * 2 - 1, encoder.input_size))
+               for i in range(0, frames.shape[0], 64)]
+        return torch.cat(out).cpu()
+
+    @torch.no_grad()
+    def synthesize(self, wplus: torch.Tensor, size: int) -> torch.Tensor:
+        """Frames in [0, 1] (``N×3×size×size``) of W+ codes with the demo generator."""
+        from ..invert import synthesize_at
+
+        generator = self._get("generator")
+        out = [synthesize_at(generator, wplus[i : i + 64].to(self.device), size).clamp(-1, 1).cpu()
+               for i in range(0, wplus.shape[0], 64)]
+        return (torch.cat(out) + 1) / 2
+
+
+# --- evaluation ------------------------------------------------------------------------------------
+
+
+def read_output(path: str | os.PathLike) -> torch.Tensor:
+    """An output's frames, ``T×3×H×W`` float in [0, 1] (a video, or an image as one frame)."""
+    from ..video import read_all
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"output {path} does not exist; give a video `vsode demo` (or an app) wrote")
+    return read_all(path, dtype="float32").frames
+
+
+def evaluate_file(output: str | os.PathLike, truth: str | os.PathLike | Truth, *, kind: str | None = None,
+                  readers: Readers | None = None, progress: Progress | None = None) -> dict[str, Any]:
+    """Score the video ``output`` against ``truth`` (a truth file or a :class:`Truth`).
+
+    Args:
+        kind: the kind of output expected (None: the truth's); a mismatch is an error.
+        readers: models to reuse (default: loaded on demand on the CPU).
+
+    Returns the scores of :func:`evaluate`, with ``output`` and ``kind``.
+    """
+    t = truth if isinstance(truth, Truth) else read_truth(truth)
+    if kind is not None and kind != t.kind:
+        raise InputError(f"--kind {kind}: the truth file is for an output of kind {t.kind}; "
+                         f"pass --kind {t.kind} or leave --kind out")
+    frames = read_output(output)
+    return {"output": str(output), **evaluate(frames, t, readers, progress=progress)}
+
+
+def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None, *,
+             progress: Progress | None = None) -> dict[str, Any]:
+    """Every score of ``frames`` (an output, ``T×3×S×S`` in [0, 1]) against ``truth``.
+
+    Always: ``attributes`` (:func:`~vsode.demo.scores.attribute_agreement` with the expected
+    video's attributes) and ``temporal`` (:func:`~vsode.demo.scores.temporal_consistency` against
+    the source's own motion, for animate the driver's). Then per kind: ``edit`` the edit accuracy
+    and PSNR vs the edited ground truth; ``animate`` the trajectory correlations (and the
+    regressor's reading of the ground truth as ``reference``) and attribute preservation;
+    ``interpolate`` PSNR at held-out times with three baselines; ``extrapolate`` PSNR over the first
+    0.5 s past the end vs repeating the last frame; ``blend`` the motion energies and the
+    trajectories' correlations with A and B. Non-finite numbers become strings (``"inf"``).
+    """
+    readers = readers or Readers()
+    progress = ensure(progress)
+    if frames.ndim != 4 or frames.shape[1] != 3 or frames.shape[-2] != frames.shape[-1]:
+        raise InputError(f"demo outputs are square RGB videos; got frames of {tuple(frames.shape)}")
+    n, size = frames.shape[0], frames.shape[-1]
+    if n != len(truth.times):
+        raise InputError(f"the output has {n} frames but its truth lists {len(truth.times)} frame times; "
+                         "is it the output the truth file was written for?")
+    seconds = truth.seconds()
+    with progress.stage(f"score {truth.kind}"):
+        expected = render_times(truth.expected, seconds, size=size)
+        visible = {"eyes": S.eyes_visible(truth.expected, seconds)}
+        read = S.read_attributes(readers.clip, frames)
+        reference = truth.driver if truth.kind == "animate" else truth.source
+        ref_frames = render_times(reference, seconds, size=size) if reference is not None else expected
+        result: dict[str, Any] = {
+            "kind": truth.kind,
+            "frames": n,
+            "attributes": S.attribute_agreement(read, {a: truth.expected.attributes[a] for a in S.NAMED}, visible),
+            "temporal": S.temporal_consistency(read, frames, ref_frames, visible, expected),
+        }
+        if truth.kind in ("edit", "animate"):
+            result["psnr_db"] = _psnr(frames, expected)
+        result.update(_KIND_SCORES[truth.kind](frames, truth, readers, read, visible, expected))
+    return _plain(result)
+
+
+def _edit(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+    assert truth.source is not None
+    return {"prompt": truth.prompt, "target": dict(truth.target),
+            "edit": S.edit_accuracy(read, truth.target, truth.source.attributes, visible)}
+
+
+def _animate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+    seconds = truth.seconds()
+    motion = true_motion(truth.expected, seconds)
+    return {
+        "correlation": S.trajectory_correlation(readers.regressor.measure(frames), motion),
+        "reference_correlation": S.trajectory_correlation(readers.regressor.measure(expected), motion),
+    }
+
+
+def _interpolate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+    assert truth.source is not None
+    size = frames.shape[-1]
+    held, before, weight = S.held_out(truth.times, truth.source_times)
+    if not held:
+        raise InputError("no output frame lies between two input frames; nothing to score for interpolation")
+    inputs = render_times(truth.source, [float(t) for t in truth.source_times], size=size)
+    truth_held = expected[held]
+    baselines = {
+        "inversion": readers.synthesize(readers.invert(truth_held), size),
+        "frame_blend": S.blend_neighbours(inputs, before, weight),
+        "wplus_lerp": readers.synthesize(S.blend_neighbours(readers.invert(inputs), before, weight), size),
+    }
+    baselines = {k: _coded(v, truth.crf) for k, v in baselines.items()}
+    on_grid = [k for k, t in enumerate(truth.times) if t in set(truth.source_times)]
+    scores = S.interpolation_scores(frames[held], truth_held, baselines)
+    scores["at_input_times_psnr_db"] = _psnr(frames[on_grid], expected[on_grid]) if on_grid else None
+    return {"interpolation": scores}
+
+
+def _extrapolate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+    assert truth.source is not None
+    last = max(truth.source_times)
+    new = [k for k, t in enumerate(truth.times) if t > last]
+    window = [k for k in new if truth.times[k] <= last + S.EXTRAPOLATION_WINDOW]
+    if not window:
+        raise InputError("no output frame lies past the input's last frame; nothing to score for extrapolation")
+    last_frame = _coded(render_times(truth.source, [float(last)], size=frames.shape[-1]), truth.crf)[0]
+    scores = S.extrapolation_scores(frames[window], expected[window], last_frame)
+    scores["window_s"] = float(S.EXTRAPOLATION_WINDOW)
+    scores["all_new"] = S.extrapolation_scores(frames[new], expected[new], last_frame)
+    old = [k for k, t in enumerate(truth.times) if t <= last]
+    scores["reconstruction_psnr_db"] = _psnr(frames[old], expected[old]) if old else None
+    return {"extrapolation": scores}
+
+
+def _blend(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+    assert truth.source is not None and truth.driver is not None
+    seconds, size = truth.seconds(), frames.shape[-1]
+    a = render_times(truth.source, seconds, size=size)
+    b = render_times(truth.driver, seconds, size=size)
+    mask = S.grid_to_pixels(truth.mask, size)
+    measured = readers.regressor.measure(frames)
+    motion_a, motion_b = true_motion(truth.source, seconds), true_motion(truth.driver, seconds)
+    trajectories = {
+        c: {"a": S.trajectory_correlation(measured, motion_a, [c])[c],
+            "b": S.trajectory_correlation(measured, motion_b, [c])[c]}
+        for c in ("mouth_open", "head_x", "head_y", "eye_open")
+    }
+    return {"blend": S.blend_scores(frames, a, b, mask), "trajectories": trajectories}
+
+
+_KIND_SCORES = {"edit": _edit, "animate": _animate, "interpolate": _interpolate, "extrapolate": _extrapolate,
+                "blend": _blend}
+
+
+def _psnr(output: torch.Tensor, truth: torch.Tensor) -> float:
+    return round(S.psnr(output, truth), 3)
+
+
+def _coded(frames: torch.Tensor, crf: int | None) -> torch.Tensor:
+    """``frames`` after the round trip through x264 at ``crf`` (4:2:0) that outputs take."""
+    if crf is None:
+        return frames
+    from ..video import VideoWriter, read_all
+
+    with tempfile.TemporaryDirectory(prefix="vsode-eval-") as tmp:
+        path = Path(tmp) / "baseline.mp4"
+        with VideoWriter(path, fps=Fraction(24), width=frames.shape[-1], height=frames.shape[-2], crf=crf) as writer:
+            writer.write(frames.clamp(0, 1))
+        return read_all(path, dtype="float32").frames
+
+
+def _plain(value: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, non-finite floats to strings."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        value = float(value)
+        return value if math.isfinite(value) else str(value)
+    return value
+
+
+__all__ = ["KINDS", "TRUTH_FORMAT", "Readers", "Truth", "evaluate", "evaluate_file", "read_output", "read_truth",
+           "write_truth"]
