@@ -8,8 +8,8 @@ Writes ``stylegan2-demo.pt``, ``psp-demo.pt`` and ``autoencoder-demo.json`` (hel
 options, command, wall time, SHA-256 of both files) into ``--out``, plus the run's
 ``config.json`` and ``stats.jsonl`` in ``--run-dir``. Progress goes to stderr, the metrics JSON
 to stdout. One CPU thread for torch by default (``--threads``) plus a render worker process; the
-same seed, thread count and torch build give the same files. About 35 minutes on the reference
-machine (2 cores).
+same seed, thread count and torch build give the same files. About 41 minutes on the reference
+machine (2 cores; held-out PSNR 31.16 dB).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ GEN_PATH, ENC_PATH, METRICS_PATH = (
 )
 STYLE_DIM = GENERATOR_CONFIG["style_dim"]
 # A little below the held-out figure in autoencoder-demo.json (measured on 256 renders).
-MIN_PSNR_DB = 24.0
+MIN_PSNR_DB = 29.5  # measured 31.16 dB mean on 256 held-out renders (autoencoder-demo.json)
 
 
 @pytest.fixture(scope="module")
