@@ -98,7 +98,7 @@ def test_latents_match_a_direct_inversion(videos, prepared):
                                                                 device="cpu", use_cache=False))
     ours = load_latents(out / "latents" / "alpha.pt")
     assert ours.wplus.shape == direct.wplus.shape == (10, 10, 128)
-    torch.testing.assert_close(ours.wplus, direct.wplus, rtol=0, atol=1e-6)
+    torch.testing.assert_close(ours.wplus, direct.wplus, rtol=0, atol=1e-5)  # batch order: float rounding
     assert ours.times == direct.times and ours.crop == direct.crop and ours.encoder == direct.encoder
 
 
@@ -181,7 +181,7 @@ def test_demo_dataset_keeps_frames_times_captions_and_splits(tmp_path):
     pixels = np.stack([np.asarray(Image.open(demo / "frames" / video / f"{k:05d}.png")) for k in range(4)])
     expect = models.encoder.encode(preprocess(torch.from_numpy(pixels), 64))
     latents = load_latents(out / "latents" / f"{video}.pt")
-    torch.testing.assert_close(latents.wplus, expect, rtol=0, atol=1e-6)
+    torch.testing.assert_close(latents.wplus, expect, rtol=0, atol=1e-5)  # batch order: float rounding
     assert [float(t) for t in latents.times] == theirs["videos"][1]["times"]
     # A demo dataset resized to 32 px and resumed.
     small = prepare_dataset(demo, tmp_path / "small", PrepareOptions(size=32, batch_size=4, device="cpu"))
