@@ -55,6 +55,7 @@ from ..invert import (
     PRECISIONS,
     InversionModels,
     InvertOptions,
+    alignment_track,
     Latents,
     center_square,
     load_models,
@@ -578,19 +579,12 @@ def _produce_video(source: _Source, root: Path, size: int, input_size: int, batc
 
 
 def _track(path: Path, info: Any, size: int, batch_size: int, align: tuple[str, int, str]) -> Any:
-    """The alignment track of one video (None: the centre square), as vsode.invert does it."""
+    """The alignment track of one video (None: the centre square), exactly as vsode.invert finds it."""
     mode, face_index, device = align
     if mode == "off":
         return None
-    from ..align import AlignOptions, track_video
-
-    try:
-        return track_video(path, AlignOptions(size=size, face_index=face_index, batch_size=batch_size, device=device),
-                           info=info)
-    except InputError as exc:
-        if mode == "on" or "no face" not in str(exc):
-            raise
-        return None  # auto: a video without any face keeps the centre square
+    options = InvertOptions(align=mode, face_index=face_index, batch_size=batch_size, device=device)
+    return alignment_track(path, info, options, size=size)
 
 
 def _produce_demo(source: _Source, root: Path, size: int, input_size: int, batch_size: int,
