@@ -146,19 +146,13 @@ def check_model(name: str) -> tuple[Path, Any]:
     VidStyleODE checkpoint.
     """
     from ..checkpoints.cache import resolve
-    from ..checkpoints.registry import REGISTRY
     from ..model import load_model
 
-    if name == DEFAULT_MODEL and name not in REGISTRY:
-        raise ModelMissingError(
-            f"the demo's trained model {name} is not installed in this vsode; pass --model PATH of a "
-            "VidStyleODE checkpoint (e.g. one `vsode train` wrote) to run the demo with it"
-        )
     try:
+        config = load_model(name, backbones=False).config  # names --model when the built-in is missing
         path = resolve(name)
     except ModelMissingError as err:
         raise ModelMissingError(f"{err}; or pass --model PATH of another VidStyleODE checkpoint") from None
-    config = load_model(path, backbones=False).config  # InputError now, not after the rendering
     return path, config
 
 
