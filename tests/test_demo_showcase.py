@@ -1,9 +1,6 @@
-"""`vsode demo`: the offline showcase writes playable files, runs every application and scores them.
-
-The applications run with a random-weight demo-preset VidStyleODE on the built-in demo backbones
-(the trained ``vidstyleode-demo`` is not shipped yet), so the tests check that every score is
-computed and reproducible by ``vsode eval``, not how good the model is.
-"""
+"""`vsode demo`: the offline showcase writes playable files, runs every application with the shipped
+demo VidStyleODE (``vidstyleode-demo``) and scores them; the scores are held to thresholds a
+little below the ones measured, so a regression in any stage fails here."""
 
 from __future__ import annotations
 
@@ -19,15 +16,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from tests.media import read_audio
-from vsode.checkpoints.registry import REGISTRY
 from vsode.cli.app import app
 from vsode.cli.eval import eval_
 from vsode.demo import sample_params
 from vsode.demo.showcase import APPS, OUTPUTS, DemoOptions, run_demo, truth_name
-from vsode.errors import InputError, ModelMissingError
+from vsode.errors import InputError
 from vsode.video import probe
 
-SECONDS, FPS, SIZE = 2.0, Fraction(12), 64
+SECONDS, FPS, SIZE, SEED = 2.0, Fraction(12), 64, 0
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -55,9 +51,9 @@ def model_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def demo_run(tmp_path_factory, model_file):
+def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    report = run_demo(out, DemoOptions(seconds=SECONDS, fps=FPS, size=SIZE, seed=3, model=str(model_file)))
+    report = run_demo(out, DemoOptions(seconds=SECONDS, fps=FPS, size=SIZE, seed=SEED))  # the built-in model
     return out, report
 
 
@@ -71,7 +67,7 @@ def test_writes_every_output_with_exact_timing(demo_run):
         assert len(info.audio) == 1
     assert probe(out / "source-8fps.mp4").frame_count == 16
     assert json.loads((out / "report.json").read_text())["frames"] == 24
-    assert report["source"]["attributes"] == sample_params(3).attributes
+    assert report["source"]["attributes"] == sample_params(SEED).attributes
 
 
 def test_every_application_wrote_its_output_at_the_promised_times(demo_run):
@@ -99,7 +95,7 @@ def test_report_has_every_score(demo_run):
         assert set(edit) == {"accuracy", "others_unchanged", "target", "others"}
         assert 0 <= edit["accuracy"] <= 1 and 0 <= edit["others_unchanged"] <= 1
         assert {"flip_rate", "frame_diff_ratio", "truth_frame_diff_ratio"} <= set(scores[name]["temporal"])
-    source = sample_params(3).attributes
+    source = sample_params(SEED).attributes
     assert scores["edit-hair"]["target"]["hair"] != source["hair"]
     assert scores["edit-eyes"]["target"]["eyes"] != source["eyes"]
     assert set(scores["animate"]["correlation"]) == {"mouth_open", "head_x", "head_y"}
@@ -114,6 +110,25 @@ def test_report_has_every_score(demo_run):
     summary = report["summary"]
     assert set(summary) == {"edit-hair", "edit-eyes", "animate", "interpolate", "extrapolate", "blend-motion"}
     assert set(report["apps"]) == {"edit", "animate", "interpolate", "extrapolate", "blend-motion"}
+
+
+def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
+    """Seed 0, 2 s at 12 fps, 64 px; measured with vidstyleode-demo (sha 1486fb9b…) on 1 thread:
+    eyes→blue accuracy 1.00, hair→blonde 0.00, others unchanged 1.00/1.00, flip rate 0.00/0.00;
+    animate r(head_x) 0.75, r(head_y) 0.81, r(mouth) 0.23, portrait attributes 1.00; interpolation
+    18.76 dB (W+ lerp 27.30, frame blend 28.7, inversion 29.0); extrapolation 18.40 dB (repeat-last
+    19.62). The thresholds sit a little below, so a regression in any stage fails here; the motion
+    figures are far from the baselines (see README, "The demo model")."""
+    _, report = demo_run
+    s = report["summary"]
+    assert s["edit-eyes"]["prompt"] == "blue eyes" and s["edit-eyes"]["accuracy"] >= 0.9
+    for name in ("edit-hair", "edit-eyes"):
+        assert s[name]["others_unchanged"] >= 0.9 and s[name]["flip_rate"] <= 0.05, name
+    assert s["animate"]["portrait_attributes"] >= 0.9
+    assert s["animate"]["r_head_x"] >= 0.6 and s["animate"]["r_head_y"] >= 0.65
+    assert s["interpolate"]["psnr_db"] >= 17.5
+    assert s["extrapolate"]["psnr_db"] >= 17.0
+    assert report["scores"]["animate"]["temporal"]["flip_rate"] <= 0.05
 
 
 def test_contact_sheet_has_a_row_per_application(demo_run):
@@ -151,7 +166,7 @@ def test_audio_loudness_follows_the_mouth(demo_run):
     samples = read_audio(out / "source.mp4", sample_rate=rate)
     window = rate // 12
     loudness = np.array([np.sqrt(np.mean(samples[i * window:(i + 1) * window] ** 2)) for i in range(24)])
-    mouth = sample_params(3).motion((np.arange(24) + 0.5) / 12)["mouth_open"]
+    mouth = sample_params(SEED).motion((np.arange(24) + 0.5) / 12)["mouth_open"]
     assert np.corrcoef(loudness, mouth)[0, 1] > 0.8
 
 
@@ -176,16 +191,10 @@ def test_refuses_to_overwrite_and_validates_options(demo_run, model_file, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
-@pytest.mark.skipif("vidstyleode-demo" in REGISTRY, reason="the built-in demo VidStyleODE is installed")
-def test_without_the_builtin_model_the_demo_runs_its_backbones_and_names_model(tmp_path):
-    res = CliRunner().invoke(app, ["demo", str(tmp_path / "d"), "--seconds", "1", "--fps", "8", "--size", "64",
-                                   "--json"])
-    assert res.exit_code == 0, res.stderr
-    report = json.loads(res.stdout)
-    assert "--model" in report["apps"]["skipped"] and "--model" in res.stderr
-    assert report["inversion"]["psnr_db"] > 20 and "scores" not in report
-    assert (tmp_path / "d" / "contact_sheet.png").is_file() and (tmp_path / "d" / "report.json").is_file()
-    assert not (tmp_path / "d" / "edit-hair.mp4").exists()
+def test_the_default_model_is_the_builtin_one(demo_run):
+    _, report = demo_run
+    assert report["model"]["name"] == "vidstyleode-demo"
+    assert report["model"]["path"].endswith("vidstyleode-demo.pt")
 
 
 def test_cli_demo_json(tmp_path, model_file):

@@ -205,11 +205,3 @@ def test_model_moves_with_its_backbones(tiny):
     tiny.to(torch.float64)
     assert next(tiny.generator.parameters()).dtype == torch.float64
     assert isinstance(tiny, VidStyleODE)
-
-
-def test_the_unshipped_demo_model_names_the_fix():
-    from vsode.errors import ModelMissingError
-
-    with pytest.raises(ModelMissingError, match="--model PATH") as err:
-        load_model("vidstyleode-demo")
-    assert err.value.exit_code == 3

@@ -16,7 +16,7 @@ from vsode.checkpoints import resolve
 from vsode.clip import load_clip
 from vsode.demo.dataset import write_dataset
 from vsode.dino import Dino, DinoConfig
-from vsode.model import load_model, parameter_counts, preset_config
+from vsode.model import build_model, load_model, parameter_counts, preset_config
 from vsode.stylegan2 import load_generator
 from vsode.train.data import BinSampler, TrainData
 from vsode.train.losses import LambdaSchedule
@@ -245,7 +245,6 @@ def test_two_process_gloo_gradients_equal_one_process_on_the_same_bins(tmp_path,
     ddp = torch.load(out, weights_only=True)
 
     # One process computes the same two bins (rank 0's and rank 1's) and averages by hand.
-    from vsode.model import build_model
 
     data = TrainData(data_dir)
     pool = sorted({v.caption for v in data.videos if v.caption})
@@ -313,3 +312,30 @@ def test_clip_vit_stands_in_for_dino_in_the_demo_preset(backbones):
     loss = structure_loss(vit, out * 0.5, images) + appearance_loss(vit, out * 0.5, images)
     loss.backward()
     assert float(loss.detach()) > 0 and out.grad.abs().sum() > 0
+
+
+def test_a_latent_only_phase_renders_nothing_and_matches_the_full_step(data_dir, backbones, monkeypatch):
+    """Before rec.warm (every image weight 0) a step only needs the W+ terms: no generator pass, and
+    the same total and gradients as a step that renders and multiplies the image terms by 0."""
+    data = TrainData(data_dir)
+    _, _, batch = next(BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0).batches())
+    latent_only = options(rec=LambdaSchedule(100, 1.0, 1.0, 200), clip=LambdaSchedule(100, 1.0, 1.0, 200),
+                          consistency=LambdaSchedule(100, 1.0, 1.0, 200), vgg_lambda=0.0, wplus_lambda=10.0)
+    results = []
+    for all_terms in (True, False):
+        calls = []
+        real = backbones.generator.synthesize
+        monkeypatch.setattr(backbones.generator, "synthesize", lambda *a, **k: calls.append(1) or real(*a, **k))
+        model = build_model(CONFIG, seed=0)
+        g = step_generator(0, 5, 0)
+        total, logged = compute_losses(model, backbones, batch, latent_only, 5, g, all_terms=all_terms,
+                                       target_captions=["a face"] * 2)
+        total.backward()
+        results.append((float(total), [p.grad.clone() for p in model.parameters() if p.grad is not None], len(calls)))
+        monkeypatch.undo()
+    (full, full_grads, full_calls), (lean, lean_grads, lean_calls) = results
+    assert full_calls == 3 and lean_calls == 1  # content image (no grad) only; no rec/edit renders
+    assert lean == pytest.approx(full, rel=1e-6) and lean > 0
+    assert len(lean_grads) == len(full_grads)
+    for a, b in zip(lean_grads, full_grads):
+        assert torch.allclose(a, b, rtol=1e-5, atol=1e-9)

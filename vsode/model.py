@@ -32,7 +32,6 @@ from .errors import ChecksumError, InputError
 from .modulation import Mapper, MapperConfig, Modulation, ModulationConfig
 
 FORMAT = "vsode/vidstyleode@1"
-DEMO_MODEL = "vidstyleode-demo"  # the demo world's trained model (built-in once shipped)
 BACKBONE_KINDS = ("generator", "encoder", "clip", "dino")
 CONTENT_MODES = ("mean", "first")
 
@@ -635,15 +634,6 @@ def load_model(
     if isinstance(source, Mapping):
         label, ckpt = "checkpoint", source
     else:
-        from .checkpoints.registry import REGISTRY
-
-        if source == DEMO_MODEL and DEMO_MODEL not in REGISTRY:
-            from .errors import ModelMissingError
-
-            raise ModelMissingError(
-                f"the built-in {DEMO_MODEL} model is not part of this vsode yet; pass --model PATH to a "
-                "model from `vsode train` or `vsode import-official`"
-            )
         path = resolve(source, cache_dir=cache_dir)
         label, ckpt = os.fspath(path), safe_load(path, map_location="cpu")
     model = model_from_checkpoint(ckpt, label=label)

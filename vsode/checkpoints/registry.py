@@ -359,6 +359,17 @@ BUILTIN: tuple[Entry, ...] = (
         licence=_VSODE_LICENCE,
         description="Tiny pSp encoder (64 px input) + its 64 px decoder for the demo world; scripts/train_demo_autoencoder.py",
     ),
+    Entry(
+        name="vidstyleode-demo",
+        kind="vidstyleode",
+        file_name="vidstyleode-demo.pt",
+        size=8894919,
+        sha256="1486fb9b5b439a354ae5491ec723b6ad9003ff5d367f172ff0dcde58860d53a2",
+        sha256_verified=True,
+        builtin_path="assets/demo/vidstyleode-demo.pt",
+        licence=_VSODE_LICENCE,
+        description="VidStyleODE (demo preset) trained by `vsode train` on the demo world; scripts/train_demo_model.py",
+    ),
 )
 
 REGISTRY = Registry(KNOWN + BUILTIN)

@@ -36,7 +36,7 @@ def demo(
     Renders a source clip (and the same at 8 fps), a driver clip and a portrait, with speech-like
     audio that follows the mouth; inverts the source; runs edit (a new hair and a new eye colour),
     animate (the portrait moved by the driver), interpolate (8 -> 24 fps), extrapolate (+1 s) and
-    blend-motion (the driver's mouth) with --model. Writes the videos, a <output>.truth.json
+    blend-motion (the driver's mouth) with --model (the built-in demo model by default). Writes the videos, a <output>.truth.json
     ground truth beside each output (for `vsode eval`), contact_sheet.png (rows: inputs and
     applications, columns: time) and report.json with every score measured against the
     renderer's ground truth. Everything runs offline.
@@ -53,8 +53,6 @@ def demo(
         options = DemoOptions(seconds=seconds, fps=rate, size=size, seed=seed, model=model, force=force,
                               device=str(resolve_device(device)), threads=threads)
         report = run_demo(out_dir, options, progress=ui.progress)
-        if "skipped" in report.get("apps", {}):
-            ui.info(f"vsode: note: {report['apps']['skipped']}")
         ui.result(report, human=summary_lines(report, out_dir))
 
 

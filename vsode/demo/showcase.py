@@ -247,10 +247,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
     if out.is_dir():
         for name in OUTPUTS:
             check_output_path(out / name, force=options.force)
-    from ..checkpoints.registry import REGISTRY
-
-    unshipped = options.model == DEFAULT_MODEL and DEFAULT_MODEL not in REGISTRY
-    model_path, config = (None, None) if unshipped else check_model(options.model)
+    model_path, config = check_model(options.model)
     out.mkdir(parents=True, exist_ok=True)
 
     source = sample_params(options.seed)
@@ -263,7 +260,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         "seed": options.seed,
         "fps": f"{options.fps.numerator}/{options.fps.denominator}",
         "frames": len(times),
-        "model": {"name": options.model, "path": None if model_path is None else str(model_path)},
+        "model": {"name": options.model, "path": str(model_path)},
         "threads": torch.get_num_threads(),
         "source": {"attributes": source.attributes},
         "driver": {"attributes": driver.attributes},
@@ -301,14 +298,6 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
     readers = Readers(device=options.device)
     with progress.stage("clip"):
         report["clip_zero_shot"] = _zero_shot(readers.clip, src_frames, source)
-
-    if unshipped:  # the backbone part of the demo still runs; the applications need a model
-        message = (f"the trained demo VidStyleODE ({DEFAULT_MODEL}) is not part of this vsode yet: the "
-                   "applications were skipped; pass --model PATH of a model from `vsode train` to run them")
-        progress.log(message)
-        report["apps"] = {"skipped": message}
-        return _finish(out, options, report, rows, [round(i * float(options.seconds) / SHEET_COLUMNS, 6)
-                                                   for i in range(SHEET_COLUMNS)], progress)
 
     prompts = {
         "edit-hair.mp4": ("hair", _first_other(HAIR_TARGETS, source.attributes["hair"])),

@@ -374,15 +374,16 @@ def compute_losses(
     _, tokens = model.dynamics.solve(z_d0, tau[chosen.to(device)])
     w_rec = model.decode_w(tokens, content, style_rec)  # (n·B) n_latent D
     w_edit = model.decode_w(tokens, content, style_edit)
-    out_rec = generator.synthesize(w_rec, noise="const")  # (n·B) 3 HG WG
-    out_edit = generator.synthesize(w_edit, noise="const")
-    size = tuple(frames.shape[-2:])
-    small_rec = F.interpolate(out_rec, size=size, mode="bicubic", align_corners=False)
-    small_edit = F.interpolate(out_edit, size=size, mode="bicubic", align_corners=False)
     real = time_major(frames[:, chosen.to(device)])  # (n·B) 3 H W in [0,1]
-
+    zero = w_rec.new_zeros(())
     terms: dict[str, torch.Tensor] = {}
-    zero = out_rec.new_zeros(())
+    if any(compute[name] for name in ("rec", "vgg", "clip", "consistency")):
+        out_rec = generator.synthesize(w_rec, noise="const")  # (n·B) 3 HG WG
+        out_edit = generator.synthesize(w_edit, noise="const")
+        size = tuple(frames.shape[-2:])
+        small_rec = F.interpolate(out_rec, size=size, mode="bicubic", align_corners=False)
+        small_edit = F.interpolate(out_edit, size=size, mode="bicubic", align_corners=False)
+    # else: a latent-only phase (every image weight still 0, e.g. before rec.warm): no rendering
     terms["rec"] = F.mse_loss(small_rec, 2 * real - 1) if compute["rec"] else zero
     if compute["vgg"]:
         dino = backbones.dino
@@ -751,12 +752,17 @@ def _validate(
         data = None
     if data is None or not data.videos:
         data = TrainData(data_dir, split="train")
-    scores, consistency = [], []
+    scores, static, consistency = [], [], []
     for video in data.videos[: max(1, options.val_videos)]:
         indices, tau = _clip_times(data, video, model.config, 15)  # released validation clips: 15 frames
         frames, w = data.load(video.id, indices)
         out = reconstruct_video(model, backbones, frames, w, tau)
+        frames = frames.to(out.device)
         scores.append(psnr(out, frames))
+        # the motionless baseline: every frame rendered from the content code alone
+        still = backbones.generator.synthesize(w.mean(0, keepdim=True).to(out.device), noise="const")
+        still = F.interpolate(still, size=tuple(frames.shape[-2:]), mode="bicubic", align_corners=False)
+        static.append(psnr((still / 2 + 0.5).clamp(0, 1).expand_as(out), frames))
         emb = backbones.clip.encode_image(out.to(next(model.parameters()).device) * 2 - 1).float()
         emb = F.normalize(emb, dim=-1)
         consistency.append(float((emb @ emb.T).mean()))
@@ -764,6 +770,7 @@ def _validate(
     timings["validation"] += time.perf_counter() - start
     return {
         "psnr": sum(scores) / len(scores),
+        "static_psnr": sum(static) / len(static),
         "clip_consistency": sum(consistency) / len(consistency),
         "videos": len(scores),
     }
