@@ -51,6 +51,9 @@ SHEET_COLUMNS = 10
 INTERPOLATE_FROM = Fraction(8)  # the rate the source is given to interpolate at...
 INTERPOLATE_TO = Fraction(24)  # ...and the rate it is asked for
 EXTRAPOLATE_SECONDS = 1
+# α of the edits: the demo model's edit branch was trained at TrainOptions.for_preset("demo").strength
+# (2.0); at the released face default of 1.3 its hair edits do not land.
+EDIT_STRENGTH = 2.0
 BLEND_REGION = "mouth"
 # Edit targets, in order of preference: the first one the source does not already have.
 HAIR_TARGETS = ("blonde", "red", "black", "grey", "brown")
@@ -371,9 +374,9 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     started = time.perf_counter()
     names = list(prompts)
     texts = [f"{value} {attr}" for attr, value in prompts.values()]
-    result = api.edit(src, EditOptions(prompts=tuple(texts), **common), outputs=[out / n for n in names],
-                      progress=progress)
-    ran("edit", result, started, prompts=texts)
+    result = api.edit(src, EditOptions(prompts=tuple(texts), strength=EDIT_STRENGTH, **common),
+                      outputs=[out / n for n in names], progress=progress)
+    ran("edit", result, started, prompts=texts, strength=EDIT_STRENGTH)
     for name, (attr, value) in prompts.items():
         truths[name] = Truth("edit", src_times, with_appearance(source, **{attr: value}), source=source,
                              target={attr: value}, prompt=f"{value} {attr}", crf=CRF)
