@@ -30,23 +30,7 @@ import torch  # noqa: E402
 from vsode.demo.clip_train import DemoClipOptions, train_demo_clip  # noqa: E402
 from vsode.errors import VsodeError  # noqa: E402
 from vsode.fileio import atomic_write_bytes  # noqa: E402
-from vsode.progress import Progress, Stage  # noqa: E402
-
-
-class _StderrProgress(Progress):
-    """Stage starts, a line every 10% of a stage, and the log lines, on stderr."""
-
-    def _on_start(self, stage: Stage, unit: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {stage.name} ...", file=sys.stderr, flush=True)
-
-    def _on_advance(self, stage: Stage, n: float) -> None:
-        tenths = int(10 * stage.completed / stage.total) if stage.total else 0
-        if stage.total and tenths != int(10 * (stage.completed - n) / stage.total):
-            print(f"[{time.strftime('%H:%M:%S')}] {stage.name} {stage.completed:.0f}/{stage.total:.0f}",
-                  file=sys.stderr, flush=True)
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+from vsode.progress import LineProgress  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     options = {f.name: getattr(args, f.name) for f in dataclasses.fields(DemoClipOptions)}
     start = time.perf_counter()
     try:
-        metrics = train_demo_clip(args.out, progress=_StderrProgress(), **options)
+        metrics = train_demo_clip(args.out, progress=LineProgress(), **options)
     except VsodeError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

@@ -34,11 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vsode.progress import LineProgress  # noqa: E402
+
 NAME = "vidstyleode-demo"
-
-
-def _say(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+_say = LineProgress().log
 
 
 def _vsode(args: list[str], threads: int) -> dict:

@@ -29,25 +29,9 @@ import torch  # noqa: E402
 from vsode.demo.regressor import RegressorTraining, train_regressor  # noqa: E402
 from vsode.errors import VsodeError  # noqa: E402
 from vsode.fileio import atomic_write_bytes, save_torch  # noqa: E402
-from vsode.progress import Progress, Stage  # noqa: E402
+from vsode.progress import LineProgress  # noqa: E402
 
 NAME = "regressor-demo"
-
-
-class _StderrProgress(Progress):
-    """Stage starts, a line every 10% of a stage, and the log lines, on stderr."""
-
-    def _on_start(self, stage: Stage, unit: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {stage.name} ...", file=sys.stderr, flush=True)
-
-    def _on_advance(self, stage: Stage, n: float) -> None:
-        tenths = int(10 * stage.completed / stage.total) if stage.total else 0
-        if stage.total and tenths != int(10 * (stage.completed - n) / stage.total):
-            print(f"[{time.strftime('%H:%M:%S')}] {stage.name} {stage.completed:.0f}/{stage.total:.0f}",
-                  file=sys.stderr, flush=True)
-
-    def log(self, message: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/train_demo_regressor.py " + shlex.join(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     try:
-        model, metrics = train_regressor(options, progress=_StderrProgress())
+        model, metrics = train_regressor(options, progress=LineProgress())
     except VsodeError as err:
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code

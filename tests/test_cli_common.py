@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from vsode.cli.common import JsonOpt, QuietOpt, VerboseOpt, session
 from vsode.errors import InputError, ModelMissingError, OutputExistsError
 from vsode.fileio import atomic_path, atomic_write_bytes, check_output_path
-from vsode.progress import Progress
+from vsode.progress import LineProgress, Progress
 
 
 def _app(body):
@@ -103,6 +103,21 @@ def test_progress_records_stage_timings():
     with p.stage("encode", total=2) as st:
         st.advance(2)
     assert st.completed == 2 and p.timings["encode"] >= 0
+
+
+def test_line_progress_prints_starts_tenths_and_log_lines():
+    import io
+    import re
+
+    out = io.StringIO()
+    progress = LineProgress(out)
+    with progress.stage("train", 20) as stage:
+        for _ in range(20):
+            stage.advance()
+    progress.log("done")
+    lines = [re.sub(r"^\[\d\d:\d\d:\d\d\] ", "", line) for line in out.getvalue().splitlines()]
+    assert lines == ["train ..."] + [f"train {2 * k}/20" for k in range(1, 11)] + ["done"]
+    assert "train" in progress.timings
 
 
 def test_check_output_path(tmp_path: Path):

@@ -7,8 +7,9 @@ report timings per stage.
 
 from __future__ import annotations
 
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 
 class Stage:
@@ -68,6 +69,29 @@ class Progress:
     def _on_total(self, stage: Stage, total: float | None) -> None: ...
 
     def _on_close(self, stage: Stage) -> None: ...
+
+
+class LineProgress(Progress):
+    """Plain timestamped lines for unattended runs (the scripts that train the demo models): a
+    line when a stage starts, one each time it passes a tenth of its total, and every log line,
+    on ``stream`` (stderr by default), so a log file shows where a long run is."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+
+    def _line(self, text: str) -> None:
+        print(f"[{time.strftime('%H:%M:%S')}] {text}", file=self.stream or sys.stderr, flush=True)
+
+    def _on_start(self, stage: Stage, unit: str) -> None:
+        self._line(f"{stage.name} ...")
+
+    def _on_advance(self, stage: Stage, n: float) -> None:
+        if stage.total and int(10 * stage.completed / stage.total) != int(10 * (stage.completed - n) / stage.total):
+            self._line(f"{stage.name} {stage.completed:.0f}/{stage.total:.0f}")
+
+    def log(self, message: str) -> None:
+        self._line(message)
 
 
 def ensure(progress: Progress | None) -> Progress:
