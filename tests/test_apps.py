@@ -60,15 +60,8 @@ APP = _app()
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _quiet_machine(tmp_path_factory):
-    """One torch thread (tiny convolutions on a shared machine are many times faster) and a private
-    model/latents cache."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VSODE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-    torch.set_num_threads(threads)
+def _quiet(quiet_machine):
+    """Before every other fixture of this module (tests/conftest.py)."""
 
 
 def _demo_model(path: Path) -> Path:

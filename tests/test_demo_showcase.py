@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 import typer
 from PIL import Image
 from typer.testing import CliRunner
@@ -27,14 +26,8 @@ SECONDS, FPS, SIZE, SEED = 2.0, Fraction(12), 64, 0
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _quiet_machine(tmp_path_factory):
-    """One torch thread and a private model/latents cache."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("VSODE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
-        yield
-    torch.set_num_threads(threads)
+def _quiet(quiet_machine):
+    """Before every other fixture of this module (tests/conftest.py)."""
 
 
 @pytest.fixture(scope="module")

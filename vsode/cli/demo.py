@@ -67,34 +67,26 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
         return f"{value:.0%}" if isinstance(value, (int, float)) else "n/a"
 
     lines = [f"wrote the demo to {out_dir}/ (model {report['model']['name']})"]
-    if "psnr_db" in report.get("inversion", {}):
-        lines.append(f"  invert:       PSNR vs ground truth {report['inversion']['psnr_db']} dB")
-    if "clip_zero_shot" in report:
-        acc = ", ".join(f"{k} {v:.0%}" for k, v in report["clip_zero_shot"].items())
-        lines.append(f"  CLIP zero-shot attributes of the source: {acc}")
-    s = report.get("summary", {})
+    lines.append(f"  invert:       PSNR vs ground truth {report['inversion']['psnr_db']} dB")
+    acc = ", ".join(f"{k} {v:.0%}" for k, v in report["clip_zero_shot"].items())
+    lines.append(f"  CLIP zero-shot attributes of the source: {acc}")
+    s = report["summary"]
     for name in ("edit-hair", "edit-eyes"):
-        if name in s:
-            e = s[name]
-            lines.append(f"  edit '{e['prompt']}': accuracy {pct(e['accuracy'])}, others unchanged "
-                         f"{pct(e['others_unchanged'])}, attribute flips {pct(e['flip_rate'])} of frames, "
-                         f"frame difference x{num(e['frame_diff_ratio'])} the source's")
-    if "animate" in s:
-        a = s["animate"]
-        lines.append(f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
-                     f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}")
-    if "interpolate" in s:
-        i = s["interpolate"]
-        lines.append(f"  interpolate:  {num(i['psnr_db'], ' dB')} at held-out times (inversion "
-                     f"{num(i['inversion_psnr_db'], ' dB')}, frame blend {num(i['frame_blend_psnr_db'], ' dB')}, "
-                     f"W+ lerp {num(i['wplus_lerp_psnr_db'], ' dB')})")
-    if "extrapolate" in s:
-        e = s["extrapolate"]
-        lines.append(f"  extrapolate:  {num(e['psnr_db'], ' dB')} over the first 0.5 s (repeat last frame "
-                     f"{num(e['repeat_last_psnr_db'], ' dB')})")
-    if "blend-motion" in s:
-        b = s["blend-motion"]
-        lines.append(f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "
-                     f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}")
+        e = s[name]
+        lines.append(f"  edit '{e['prompt']}': accuracy {pct(e['accuracy'])}, others unchanged "
+                     f"{pct(e['others_unchanged'])}, attribute flips {pct(e['flip_rate'])} of frames, "
+                     f"frame difference x{num(e['frame_diff_ratio'])} the source's")
+    a, i, e, b = s["animate"], s["interpolate"], s["extrapolate"], s["blend-motion"]
+    lines += [
+        f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
+        f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}",
+        f"  interpolate:  {num(i['psnr_db'], ' dB')} at held-out times (inversion "
+        f"{num(i['inversion_psnr_db'], ' dB')}, frame blend {num(i['frame_blend_psnr_db'], ' dB')}, "
+        f"W+ lerp {num(i['wplus_lerp_psnr_db'], ' dB')})",
+        f"  extrapolate:  {num(e['psnr_db'], ' dB')} over the first 0.5 s (repeat last frame "
+        f"{num(e['repeat_last_psnr_db'], ' dB')})",
+        f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "
+        f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}",
+    ]
     lines.append(f"  look at {out_dir}/contact_sheet.png and the videos beside it; report.json has every score")
     return "\n".join(lines)

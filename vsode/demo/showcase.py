@@ -293,11 +293,8 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         atomic_write_bytes(out / "portrait.png", _png_bytes(still), force=options.force)
     report["source"]["probe"] = probe(out / "source.mp4").to_dict()
 
-    rows = [_Row("source", src_frames, t.tolist())]
-    if _has_demo_encoder():
-        rows.append(_Row("invert", _invert_and_score(out, options, src_frames, report, progress), t.tolist()))
-    else:
-        report["inversion"] = {"skipped": f"this vsode has no built-in {DEMO_ENCODER} encoder"}
+    rows = [_Row("source", src_frames, t.tolist()),
+            _Row("invert", _invert_and_score(out, options, src_frames, report, progress), t.tolist())]
     readers = Readers(device=options.device)
     with progress.stage("clip"):
         report["clip_zero_shot"] = _zero_shot(readers.clip, src_frames, source)
@@ -426,12 +423,6 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
     out["blend-motion"] = {"inside_corr_b": b["inside"]["corr_b"], "inside_corr_a": b["inside"]["corr_a"],
                            "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"]}
     return out
-
-
-def _has_demo_encoder() -> bool:
-    from ..checkpoints.registry import REGISTRY
-
-    return DEMO_ENCODER in REGISTRY
 
 
 def _invert_and_score(out: Path, options: DemoOptions, src_frames: torch.Tensor,
