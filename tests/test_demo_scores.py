@@ -40,12 +40,7 @@ TIMES = tuple(Fraction(k, FPS) for k in range(SECONDS * FPS))
 SECS = np.array([float(t) for t in TIMES])
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,12 +21,7 @@ TINY = DinoConfig(patch_size=8, dim=32, depth=3, heads=2, mlp_ratio=4, image_siz
                   structure_layer=2, cls_layer=1)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_dino(config: DinoConfig = TINY, seed: int = 0) -> Dino:

@@ -27,12 +27,7 @@ from vsode.train.losses import (
 CLIP_DEMO = Path(__file__).resolve().parents[1] / "vsode" / "assets" / "demo" / "clip-demo.pt"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ChannelMeanClip:
