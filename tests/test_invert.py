@@ -17,7 +17,6 @@ from vsode.encoders import GradualStyleEncoder, load_encoder, preprocess
 from vsode.errors import InputError
 from vsode.invert import (
     InvertOptions,
-    Latents,
     center_square,
     invert_video,
     load_latents,

@@ -7,6 +7,7 @@ computes uses small configs with randomised parameters, so the checks see non-tr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -136,6 +137,10 @@ def test_initialisation():
     assert all(h.bias is None for h in m.head)
     std = torch.cat(weights).std().item()
     assert abs(std - 0.02) < 0.001
+    # A wider start (init_std = 0.1): the same layout, Linear weights at std 0.1.
+    wide = Modulation(dataclasses.replace(cfg, init_std=0.1))
+    wide_std = torch.cat([mod.weight.flatten() for mod in wide.modules() if isinstance(mod, nn.Linear)]).std()
+    assert abs(wide_std.item() - 0.1) < 0.005 and list(wide.state_dict()) == list(m.state_dict())
     # The mapper keeps PyTorch's default init: U(±1/√fan_in) weights, non-zero biases.
     mapper = Mapper(SMALL_MAPPER)
     fc = mapper.coarse_mapping.mapper.modulation_module_list[0].fc
@@ -366,6 +371,23 @@ def test_group_layernorm_known_value_at_a_glance():
     torch.testing.assert_close(out, torch.tensor([[[-0.01 * s, -0.01 * s], [s, s]]], dtype=torch.float64))
 
 
+def test_mapper_without_final_leaky_relu_is_linear_at_the_end_only():
+    # final_leaky=False drops the LeakyReLU of each group's last module only:
+    # Δ may then go below zero at full slope; the keys stay the released ones.
+    released = Mapper(SMALL_MAPPER)
+    plain = Mapper(dataclasses.replace(SMALL_MAPPER, final_leaky=False))
+    plain.load_state_dict(released.state_dict())
+    content = torch.randn(3, 18, SMALL_MAPPER.style_dim)
+    conds = [torch.randn(3, SMALL_MAPPER.cond_dim) for _ in range(3)]
+    with torch.no_grad():
+        kept, dropped = released.delta(content, conds), plain.delta(content, conds)
+    torch.testing.assert_close(kept, torch.where(dropped >= 0, dropped, 0.01 * dropped))
+    assert dropped.min() < -0.5 and kept.min() > -0.05
+    for group in ("coarse", "medium", "fine"):
+        modules = getattr(plain, f"{group}_mapping").mapper.modulation_module_list
+        assert [m.leaky for m in modules] == [True] * (len(modules) - 1) + [False]
+
+
 def test_mapper_groups_and_delta_weight():
     mapper = _randomise(Mapper(SMALL_MAPPER), seed=1, std=0.2)
     content = torch.randn(2, 18, SMALL_MAPPER.style_dim)
@@ -441,6 +463,8 @@ def test_configs_round_trip_through_json():
         ({"n_self_layers": -1}, "n_self_layers"),
         ({"out_dim": 2.0}, "out_dim"),
         ({"cross_mlp_ratio": True}, "cross_mlp_ratio"),
+        ({"init_std": 0.0}, "init_std"),
+        ({"init_std": "0.1"}, "init_std"),
     ],
 )
 def test_modulation_config_validation(kwargs, field):
@@ -457,6 +481,7 @@ def test_modulation_config_validation(kwargs, field):
         ({"style_dim": 0}, "style_dim"),
         ({"delta_weight": float("nan")}, "delta_weight"),
         ({"delta_weight": "0.01"}, "delta_weight"),
+        ({"final_leaky": "no"}, "final_leaky"),
     ],
 )
 def test_mapper_config_validation(kwargs, field):

@@ -13,7 +13,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from vsode import ops
 from vsode.errors import InputError
 from vsode.stylegan2 import EqualLinear, Generator, ModulatedConv2d, ToRGB, load_generator, strip_prefix
 

@@ -23,7 +23,6 @@ from vsode.train.losses import LambdaSchedule
 from vsode.train.loop import (
     Backbones,
     TrainOptions,
-    average_gradients,
     compute_losses,
     observation_mask,
     split_overrides,

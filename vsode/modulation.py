@@ -88,6 +88,10 @@ class ModulationConfig:
         dynamics tokens of a frame may not exceed it (only the first ones are used).
     self_mlp_ratio / cross_mlp_ratio: hidden width of the block MLPs over ``n_embd`` (4 and 2).
     out_dim: width of the three condition vectors (the heads' output).
+    init_std: standard deviation of the Linear weights at construction (released minGPT: 0.02).
+        A small model trained briefly may want more: at 0.02 and width 128 the style token's
+        attention starts uniform and reads only the mean of the dynamics tokens, in which a
+        translated face looks the same (``scripts/diagnose_demo_motion.py`` measures this).
     """
 
     n_embd: int = 512
@@ -98,9 +102,13 @@ class ModulationConfig:
     self_mlp_ratio: int = 4
     cross_mlp_ratio: int = 2
     out_dim: int = 512
+    init_std: float = 0.02
 
     def __post_init__(self) -> None:
         problems = []
+        std = self.init_std
+        if isinstance(std, bool) or not isinstance(std, (int, float)) or not 0 < std < math.inf:
+            problems.append(f"init_std {std!r} must be a positive number")
         for name in ("n_embd", "n_head", "n_tokens", "self_mlp_ratio", "cross_mlp_ratio", "out_dim"):
             value = getattr(self, name)
             if not _is_int(value) or value < 1:
@@ -210,8 +218,8 @@ class Modulation(nn.Module):
     fine one never sees the dynamics. ``forward`` is both.
 
     State-dict keys equal the released ``modulation_network.*`` sub-keys, in the same order.
-    Initialisation as released: Linear weights N(0, 0.02) and zero biases, LayerNorms 1/0, both
-    position embeddings zero.
+    Initialisation as released: Linear weights N(0, ``init_std`` = 0.02) and zero biases,
+    LayerNorms 1/0, both position embeddings zero.
     """
 
     def __init__(self, config: ModulationConfig | None = None) -> None:
@@ -229,7 +237,7 @@ class Modulation(nn.Module):
         )
         self.ln_f = nn.ModuleList(nn.LayerNorm(d) for _ in GROUP_NAMES)
         self.head = nn.ModuleList(nn.Linear(d, config.out_dim, bias=False) for _ in GROUP_NAMES)
-        self.apply(_gpt_init)
+        self.apply(lambda module: _gpt_init(module, float(config.init_std)))
 
     def attend(self, tokens: torch.Tensor, *, impl: str = "auto") -> torch.Tensor:
         """Self attention among each frame's dynamics tokens.
@@ -293,10 +301,10 @@ class Modulation(nn.Module):
         return self.cross(style, self.attend(tokens, impl=impl), impl=impl)
 
 
-def _gpt_init(module: nn.Module) -> None:
-    """The released minGPT ``_init_weights``."""
+def _gpt_init(module: nn.Module, std: float = 0.02) -> None:
+    """The released minGPT ``_init_weights`` (its std is 0.02)."""
     if isinstance(module, nn.Linear):
-        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        nn.init.normal_(module.weight, mean=0.0, std=std)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, nn.LayerNorm):
@@ -321,6 +329,10 @@ class MapperConfig:
         number of W+ rows the mapper takes.
     n_modules: modulation modules stacked per group (released ``num_of_layers``).
     delta_weight: scale of Δ in ``w = z_C + delta_weight·Δ`` (released ``delta_inversion_weight``).
+    final_leaky: whether the last module of each group ends in LeakyReLU(0.01), as released.
+        With it Δ can hardly go negative: a small model that first learns to cancel Δ's positive
+        start drives every output below zero, where the 0.01 slope leaves Δ ≈ 0 and too little
+        gradient to learn motion (``scripts/diagnose_demo_motion.py``); ``False`` drops it.
     """
 
     style_dim: int = 512
@@ -328,6 +340,7 @@ class MapperConfig:
     groups: tuple[int, int, int] = (4, 6, 8)
     n_modules: tuple[int, int, int] = (7, 5, 5)
     delta_weight: float = 0.01
+    final_leaky: bool = True
 
     def __post_init__(self) -> None:
         problems = []
@@ -348,6 +361,8 @@ class MapperConfig:
             problems.append(f"delta_weight {weight!r} must be a finite number")
         else:
             object.__setattr__(self, "delta_weight", float(weight))
+        if not isinstance(self.final_leaky, bool):
+            problems.append(f"final_leaky {self.final_leaky!r} must be true or false")
         if problems:
             raise InputError("bad mapper config: " + "; ".join(problems))
 
@@ -392,12 +407,14 @@ class ModulationModule(nn.Module):
 
     ``h = LayerNorm_(L, D), no affine (fc(x))``, ``γ = gamma_function(c)``, ``β = beta_function(c)``,
     ``out = LeakyReLU_0.01(h·(1 + γ) + β)``. The condition ``c`` (``N × 1 × C``) is broadcast
-    over the L rows, which equals the released repeat.
+    over the L rows, which equals the released repeat. With ``leaky=False`` the LeakyReLU is
+    left out (``MapperConfig.final_leaky``).
     """
 
-    def __init__(self, rows: int, dim: int, cond_dim: int) -> None:
+    def __init__(self, rows: int, dim: int, cond_dim: int, *, leaky: bool = True) -> None:
         super().__init__()
         self.rows = rows
+        self.leaky = leaky
         self.fc = nn.Linear(dim, dim)
         self.gamma_function = _film(cond_dim, dim)
         self.beta_function = _film(cond_dim, dim)
@@ -406,16 +423,17 @@ class ModulationModule(nn.Module):
         h = self.fc(x)
         h = F.layer_norm(h, (self.rows, h.shape[-1]))  # joint over the group's rows and channels
         out = h * (1 + self.gamma_function(cond)) + self.beta_function(cond)
-        return F.leaky_relu(out, LEAKY_SLOPE)
+        return F.leaky_relu(out, LEAKY_SLOPE) if self.leaky else out
 
 
 class GroupMapper(nn.Module):
     """PixelNorm over the rows, then the stacked modules (released ``AttributeMapperModule``)."""
 
-    def __init__(self, rows: int, dim: int, cond_dim: int, n_modules: int) -> None:
+    def __init__(self, rows: int, dim: int, cond_dim: int, n_modules: int, *, final_leaky: bool = True) -> None:
         super().__init__()
         self.modulation_module_list = nn.ModuleList(
-            ModulationModule(rows, dim, cond_dim) for _ in range(n_modules)
+            ModulationModule(rows, dim, cond_dim, leaky=final_leaky or i < n_modules - 1)
+            for i in range(n_modules)
         )
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
@@ -429,9 +447,9 @@ class GroupMapping(nn.Module):
     """One group's slot (released ``AttributeMapperSubModule`` with a single condition vector):
     holds its :class:`GroupMapper` as ``mapper`` and broadcasts the condition over the rows."""
 
-    def __init__(self, rows: int, dim: int, cond_dim: int, n_modules: int) -> None:
+    def __init__(self, rows: int, dim: int, cond_dim: int, n_modules: int, *, final_leaky: bool = True) -> None:
         super().__init__()
-        self.mapper = GroupMapper(rows, dim, cond_dim, n_modules)
+        self.mapper = GroupMapper(rows, dim, cond_dim, n_modules, final_leaky=final_leaky)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         return self.mapper(x, cond[:, None])  # N L D, cond N 1 C
@@ -449,7 +467,9 @@ class Mapper(nn.Module):
         super().__init__()
         self.config = config = config or MapperConfig()
         for name, rows, k in zip(GROUP_NAMES, config.groups, config.n_modules):
-            setattr(self, f"{name}_mapping", GroupMapping(rows, config.style_dim, config.cond_dim, k))
+            setattr(self, f"{name}_mapping", GroupMapping(
+                rows, config.style_dim, config.cond_dim, k, final_leaky=config.final_leaky
+            ))
 
     def delta(self, content: torch.Tensor, conds: Sequence[torch.Tensor]) -> torch.Tensor:
         """The offset Δ.

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import CacheDirOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, SeedOpt, VerboseOpt, session
+from .common import CacheDirOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, VerboseOpt, session
 
 
 def _pairs(values: list[str]) -> dict[str, str]:

@@ -597,7 +597,6 @@ def train(
     record_log = _logger(run_dir, log, dist_info.main)
 
     def save_state() -> Path | None:
-        nonlocal timings
         if not dist_info.main:
             return None
         start = time.perf_counter()
