@@ -130,6 +130,8 @@ def test_interpolation_of_the_true_frames_is_perfect_and_beats_the_baselines(rea
     # measured at seed 0: inversion 26.9 dB, frame blend 32.2 dB, W+ lerp 26.8 dB (the generator
     # bounds the first and the last near the encoder's 28 dB; blending pixels is not bounded by it)
     assert base["inversion"] > 25 and base["frame_blend"] > 29 and base["wplus_lerp"] > 25
+    # the content code alone (the inputs' mean W+, no motion) is far below all three
+    assert base["content_code"] < min(base["inversion"], base["wplus_lerp"]) - 3
     assert result["at_input_times_psnr_db"] == "inf"
     # a still video (the first frame throughout) loses to blending neighbours
     still = evaluate(render(source, [0.0] * len(TIMES)), truth, readers)["interpolation"]

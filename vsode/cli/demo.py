@@ -82,7 +82,8 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
         f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}",
         f"  interpolate:  {num(i['psnr_db'], ' dB')} at held-out times (inversion "
         f"{num(i['inversion_psnr_db'], ' dB')}, frame blend {num(i['frame_blend_psnr_db'], ' dB')}, "
-        f"W+ lerp {num(i['wplus_lerp_psnr_db'], ' dB')})",
+        f"W+ lerp {num(i['wplus_lerp_psnr_db'], ' dB')}, content code alone "
+        f"{num(i['content_code_psnr_db'], ' dB')})",
         f"  extrapolate:  {num(e['psnr_db'], ' dB')} over the first 0.5 s (repeat last frame "
         f"{num(e['repeat_last_psnr_db'], ' dB')})",
         f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "

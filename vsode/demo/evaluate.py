@@ -274,7 +274,8 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
     the source's own motion, for animate the driver's). Then per kind: ``edit`` the edit accuracy
     and PSNR vs the edited ground truth; ``animate`` the trajectory correlations (and the
     regressor's reading of the ground truth as ``reference``) and attribute preservation;
-    ``interpolate`` PSNR at held-out times with three baselines; ``extrapolate`` PSNR over the first
+    ``interpolate`` PSNR at held-out times with four baselines (per-frame inversion, frame blend,
+    W+ lerp, and the motionless mean W+ of the inputs, VidStyleODE's content code alone); ``extrapolate`` PSNR over the first
     0.5 s past the end vs repeating the last frame; ``blend`` the motion energies and the
     trajectories' correlations with A and B. Non-finite numbers become strings (``"inf"``).
     """
@@ -328,10 +329,13 @@ def _interpolate(frames, truth, readers, read, visible, expected) -> dict[str, A
         raise InputError("no output frame lies between two input frames; nothing to score for interpolation")
     inputs = render_times(truth.source, [float(t) for t in truth.source_times], size=size)
     truth_held = expected[held]
+    codes = readers.invert(inputs)
+    still = readers.synthesize(codes.mean(0, keepdim=True), size)  # the mean code: no motion at all
     baselines = {
         "inversion": readers.synthesize(readers.invert(truth_held), size),
         "frame_blend": S.blend_neighbours(inputs, before, weight),
-        "wplus_lerp": readers.synthesize(S.blend_neighbours(readers.invert(inputs), before, weight), size),
+        "wplus_lerp": readers.synthesize(S.blend_neighbours(codes, before, weight), size),
+        "content_code": still.expand(len(held), *still.shape[1:]),
     }
     baselines = {k: _coded(v, truth.crf) for k, v in baselines.items()}
     on_grid = [k for k, t in enumerate(truth.times) if t in set(truth.source_times)]

@@ -13,7 +13,7 @@ The scores (issue 8, following the paper's evaluation where one exists):
   :func:`frame_difference` relative to the source's own (:func:`temporal_consistency`);
 - interpolation: :func:`psnr` at held-out times (:func:`held_out`), beside baselines made with
   :func:`blend_neighbours` (linear blend of the neighbouring input frames; the same weights on
-  W+ codes give the latent baseline);
+  W+ codes give the latent baseline), and the inputs' mean W+ alone (no motion);
 - extrapolation: :func:`extrapolation_scores` (PSNR over the first 0.5 s past the end vs
   repeating the last frame);
 - animation: :func:`trajectory_correlation` of the driver's true mouth and head trajectories with
