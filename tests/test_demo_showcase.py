@@ -129,6 +129,11 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
     assert s["interpolate"]["psnr_db"] >= s["interpolate"]["content_code_psnr_db"] - 0.3
     assert s["extrapolate"]["psnr_db"] >= 17.0
     assert report["scores"]["animate"]["temporal"]["flip_rate"] <= 0.05
+    # blend-motion measured: outside the mask r(A) 0.37, r(B) 0.10; inside r(B) -0.19, r(A) -0.17.
+    # Outside follows A a little; inside does not follow B (the model moves too little to carry
+    # B's mouth), so only the outside is held.
+    blend = s["blend-motion"]
+    assert blend["outside_corr_a"] >= 0.3 and blend["outside_corr_a"] > blend["outside_corr_b"]
 
 
 def test_contact_sheet_has_a_row_per_application(demo_run):
