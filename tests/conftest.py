@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -23,3 +25,16 @@ def quiet_machine(one_thread, tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("VSODE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
         yield
+
+
+@pytest.fixture(scope="session")
+def prepared_demo_data(tmp_path_factory) -> Path:
+    """A small prepared training folder: 5 demo clips of 8 frames at 25 fps, 64 px, one of them in
+    the val split, inverted with ``psp-demo``. Tests read it; none may write into it."""
+    from vsode.demo.dataset import write_dataset
+    from vsode.train.prepare import PrepareOptions, prepare_dataset
+
+    base = tmp_path_factory.mktemp("prepared-demo")
+    write_dataset(base / "demo", n_videos=5, n_frames=8, fps=25, size=64, seed=0, val_fraction=0.2)
+    prepare_dataset(base / "demo", base / "data", PrepareOptions(device="cpu", batch_size=8))
+    return base / "data"

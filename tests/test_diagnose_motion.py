@@ -10,19 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from vsode.demo.dataset import write_dataset
-from vsode.train.prepare import PrepareOptions, prepare_dataset
-
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "diagnose_demo_motion.py"
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("diagnose")
-    write_dataset(base / "clips", n_videos=5, n_frames=8, fps=25, size=64, seed=2, val_fraction=0.2)
-    prepare_dataset(base / "clips", base / "data", PrepareOptions(device="cpu", batch_size=8))
-    return base / "data"
+def data_dir(prepared_demo_data) -> Path:
+    return prepared_demo_data
 
 
 def _run(data_dir: Path, *args: str) -> list[dict]:

@@ -14,7 +14,6 @@ from typer.testing import CliRunner
 
 from vsode.checkpoints import resolve
 from vsode.clip import load_clip
-from vsode.demo.dataset import write_dataset
 from vsode.dino import Dino, DinoConfig
 from vsode.model import build_model, load_model, parameter_counts, preset_config
 from vsode.stylegan2 import load_generator
@@ -31,17 +30,13 @@ from vsode.train.loop import (
     target_captions,
     train,
 )
-from vsode.train.prepare import PrepareOptions, prepare_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory) -> Path:
-    base = tmp_path_factory.mktemp("train")
-    write_dataset(base / "demo", n_videos=5, n_frames=8, fps=25, size=64, seed=0, val_fraction=0.2)
-    prepare_dataset(base / "demo", base / "data", PrepareOptions(device="cpu", batch_size=8))
-    return base / "data"
+def data_dir(prepared_demo_data) -> Path:
+    return prepared_demo_data
 
 
 def tiny_dino() -> Dino:
