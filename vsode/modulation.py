@@ -90,8 +90,9 @@ class ModulationConfig:
     out_dim: width of the three condition vectors (the heads' output).
     init_std: standard deviation of the Linear weights at construction (released minGPT: 0.02).
         A small model trained briefly may want more: at 0.02 and width 128 the style token's
-        attention starts uniform and reads only the mean of the dynamics tokens, in which a
-        translated face looks the same (``scripts/diagnose_demo_motion.py`` measures this).
+        attention starts nearly uniform, reading little more than the mean of the dynamics
+        tokens, in which a translated face looks much the same (see
+        ``scripts/diagnose_demo_motion.py``).
     """
 
     n_embd: int = 512

@@ -275,8 +275,8 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
     and PSNR vs the edited ground truth; ``animate`` the trajectory correlations (and the
     regressor's reading of the ground truth as ``reference``) and attribute preservation;
     ``interpolate`` PSNR at held-out times with four baselines (per-frame inversion, frame blend,
-    W+ lerp, and the motionless mean W+ of the inputs, VidStyleODE's content code alone); ``extrapolate`` PSNR over the first
-    0.5 s past the end vs repeating the last frame; ``blend`` the motion energies and the
+    W+ lerp, and the motionless mean W+ of the inputs, VidStyleODE's content code alone);
+    ``extrapolate`` PSNR over the first 0.5 s past the end vs repeating the last frame; ``blend`` the motion energies and the
     trajectories' correlations with A and B. Non-finite numbers become strings (``"inf"``).
     """
     readers = readers or Readers()
