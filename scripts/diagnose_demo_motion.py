@@ -21,9 +21,9 @@ reproduces no motion at all and 0 means it reproduces every frame's inversion:
 - ``state_norm``: the ODE state's root-mean-square norm per grid cell on the held-out clips.
 
 ``--tokens frames`` trains through the frame features instead of the ODE; ``--state-weight W``
-adds ``W·|z_d(τ) − features(frame)|²`` (per cell, features detached), ``--zero-dynamics-bias``
-starts the ConvGRU, ``transform_z0``, both ODE nets and the token lift with zero biases.
-``--set KEY=VALUE`` overrides the model config (e.g. ``modulation.init_std=0.1``).
+adds ``W·|z_d(τ) − features(frame)|²`` (``vsode.train.losses.state_loss``, the training option
+``state_lambda``). ``--set KEY=VALUE`` overrides the model config (e.g.
+``modulation.init_std=0.1``, ``dynamics.zero_bias=true``).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ from vsode.errors import InputError  # noqa: E402
 from vsode.model import build_model, load_backbone, preset_config  # noqa: E402
 from vsode.train.data import BinSampler, TrainData  # noqa: E402
 from vsode.train.loop import TrainOptions  # noqa: E402
+from vsode.train.losses import state_loss  # noqa: E402
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
@@ -60,15 +61,9 @@ def _pairs(items: list[str]) -> dict[str, str]:
 class Probe:
     """The model, the frozen generator and CLIP, and the W+ objective of one batch."""
 
-    def __init__(self, config, seed: int, zero_bias: bool) -> None:
+    def __init__(self, config, seed: int) -> None:
         self.config = config
         self.model = build_model(config, seed=seed)
-        if zero_bias:
-            dyn = self.model.dynamics
-            for module in (*dyn.gru.modules(), *dyn.transform_z0.modules(), *dyn.ode_enc.modules(),
-                           *dyn.ode_dec.modules(), dyn.to_tokens):
-                if isinstance(module, torch.nn.Conv2d) and module.bias is not None:
-                    torch.nn.init.zeros_(module.bias)
         self.generator = load_backbone("generator", config.backbones.generator).requires_grad_(False).eval()
         self.clip = load_backbone("clip", config.backbones.clip).requires_grad_(False).eval()
 
@@ -87,7 +82,7 @@ class Probe:
         target = time_major(batch.w)
         model_error = F.mse_loss(model.decode_w(tokens, content, style), target)
         static_error = F.mse_loss(content.repeat(batch.w.shape[1], 1, 1), target)
-        state = (states - feats.detach().to(states.dtype)).pow(2).sum(2).mean().float()
+        state = state_loss(states, feats)
         return model_error, static_error, state, states
 
 
@@ -121,7 +116,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", choices=("ode", "frames"), default="ode",
                         help="train through the latent ODE (the model) or each frame's own features")
     parser.add_argument("--state-weight", type=float, default=0.0, help="weight of the state term (default 0)")
-    parser.add_argument("--zero-dynamics-bias", action="store_true", help="start the dynamics convs with zero biases")
     parser.add_argument("--lr", type=float, help="η (default: the demo preset's)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="model config override (repeatable)")
@@ -137,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         config = config.override(_pairs(args.sets))
     options = TrainOptions.for_preset("demo")
     lr = args.lr if args.lr is not None else options.learning_rate()
-    probe = Probe(config, args.seed, args.zero_dynamics_bias)
+    probe = Probe(config, args.seed)
     data = TrainData(args.data, split="train")
     try:
         held = TrainData(args.data, split="val")

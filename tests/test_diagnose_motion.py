@@ -39,7 +39,7 @@ def test_a_model_without_offsets_scores_exactly_the_motionless_baseline(data_dir
 
 def test_the_probe_options_train_and_report(data_dir):
     lines = _run(data_dir, "--steps", "2", "--tokens", "frames", "--state-weight", "1",
-                 "--zero-dynamics-bias", "--set", "modulation.init_std=0.1", "--set", "mapper.final_leaky=false")
+                 "--set", "dynamics.zero_bias=true", "--set", "modulation.init_std=0.1", "--set", "mapper.final_leaky=false")
     first, last = lines[0], lines[-1]
     assert last["step"] == 2 and last["state_term"] > 0 and last["seconds"] > 0
     assert all(math.isfinite(v) and v > 0 for v in last.values())

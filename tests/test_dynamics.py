@@ -133,6 +133,17 @@ def test_initialisation_follows_the_released_code():
         ["Conv2d", "Tanh", "Conv2d", "Tanh", "Conv2d"]
 
 
+def test_zero_bias_zeroes_the_dynamics_biases_only():
+    released, zeroed = build(seed=3), build(seed=3, zero_bias=True)
+    assert list(released.state_dict()) == list(zeroed.state_dict())
+    for (name, a), b in zip(released.state_dict().items(), zeroed.state_dict().values()):
+        in_scope = name.startswith(("gru.", "transform_z0.", "ode_enc.", "ode_dec.", "to_tokens."))
+        if in_scope and name.endswith(".bias"):
+            assert a.abs().sum() > 0 and not b.any(), name
+        else:
+            assert torch.equal(a, b), name  # the same weights: no extra random draws
+
+
 def test_config_validation_and_round_trip():
     cfg = DynamicsConfig(img_size=[128, 96], dtype="float64", max_num_steps=500)
     assert cfg.img_size == (128, 96) and cfg.grid == (8, 6) and cfg.n_tokens == 48
@@ -142,7 +153,7 @@ def test_config_validation_and_round_trip():
     bad = [dict(method="rk45"), dict(method="euler", max_num_steps=10), dict(dtype="float16"),
            dict(img_size=(100, 128)), dict(img_size=(128,)), dict(rtol=0), dict(atol=float("nan")),
            dict(first_step=-0.01), dict(ode_layers=-1), dict(state_channels=0),
-           dict(max_num_steps=0), dict(img_size=128)]
+           dict(max_num_steps=0), dict(img_size=128), dict(zero_bias="yes")]
     for kwargs in bad:
         with pytest.raises(InputError):
             DynamicsConfig(**kwargs)

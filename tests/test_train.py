@@ -333,3 +333,28 @@ def test_a_latent_only_phase_renders_nothing_and_matches_the_full_step(data_dir,
     assert len(lean_grads) == len(full_grads)
     for a, b in zip(lean_grads, full_grads):
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-9)
+
+
+def test_the_state_term_trains_the_ode_towards_the_frames_features(data_dir, backbones):
+    """``state_lambda`` (a vsode addition, 0 in the released presets) reaches the decoder ODE with no
+    other loss on; it is 0 when the states equal the features."""
+    from vsode.errors import InputError
+    from vsode.train.losses import state_loss
+
+    data = TrainData(data_dir)
+    _, _, batch = next(BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0).batches())
+    only_state = options(rec=LambdaSchedule.constant(0.0), clip=LambdaSchedule.constant(0.0),
+                         consistency=LambdaSchedule.constant(0.0), vgg_lambda=0.0, latent_lambda=0.0,
+                         state_lambda=1.0)
+    model = build_model(CONFIG, seed=0)
+    total, logged = compute_losses(model, backbones, batch, only_state, 5, step_generator(0, 5, 0),
+                                   target_captions=["a face"] * 2)
+    total.backward()
+    assert logged["loss/state"] > 0 and logged["lambda/state"] == 1.0 and float(total) == logged["loss/state"]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dynamics.ode_dec.parameters())
+    assert all(p.grad is None for p in model.modulation.parameters())  # nothing else is trained
+    feats = torch.randn(2, 3, 4, 2, 2)
+    assert float(state_loss(feats.clone(), feats)) == 0.0
+    assert float(state_loss(feats + 1, feats)) == pytest.approx(4.0)  # 4 channels, each off by 1
+    with pytest.raises(InputError, match="state_lambda"):
+        options(state_lambda=-1.0)

@@ -80,6 +80,10 @@ class DynamicsConfig:
     max_num_steps: cap on the solver steps between two consecutive output times (torchdiffeq's
         option; adaptive methods only); None = torchdiffeq's default (no practical cap).
     first_step: length of the reverse Euler step taken from h = 0 before the last frame.
+    zero_bias: start the ConvGRU, ``transform_z0``, both ODE nets and the token lift with zero
+        biases (released: PyTorch's default init). With the default biases the tokens of
+        different clips differ by about 0.1 % of their energy at the start, which a small model
+        trained briefly does not get past (``scripts/diagnose_demo_motion.py``).
     """
 
     img_size: tuple[int, int] = (128, 128)
@@ -95,6 +99,7 @@ class DynamicsConfig:
     atol: float = 1e-4
     max_num_steps: int | None = None
     first_step: float = 0.01
+    zero_bias: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.img_size, Sequence) and not isinstance(self.img_size, str):
@@ -134,6 +139,8 @@ class DynamicsConfig:
                 problems.append(f"max_num_steps only applies to the adaptive methods "
                                 f"({', '.join(ADAPTIVE_METHODS)}); set it to None for "
                                 f"{self.method!r}")
+        if not isinstance(self.zero_bias, bool):
+            problems.append(f"zero_bias must be true or false, not {self.zero_bias!r}")
         if problems:
             raise InputError("bad dynamics config: " + "; ".join(problems))
 
@@ -356,6 +363,11 @@ class Dynamics(nn.Module):
         )
         self.ode_dec = ODEFunc(c, config.ode_hidden, config.ode_layers, dt)
         self.to_tokens = nn.Conv2d(c, config.token_dim, 1)
+        if config.zero_bias:
+            for module in (*self.gru.modules(), *self.transform_z0.modules(), *self.ode_enc.modules(),
+                           *self.ode_dec.modules(), self.to_tokens):
+                if isinstance(module, nn.Conv2d):
+                    nn.init.zeros_(module.bias)
 
     # dtypes are read from the parameters, so .to(device) and .double() keep them consistent
     @property

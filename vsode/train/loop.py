@@ -52,6 +52,7 @@ from .losses import (
     consistency_loss,
     directional_loss,
     latent_hinge,
+    state_loss,
     structure_loss,
 )
 
@@ -79,7 +80,10 @@ class TrainOptions:
     constant weights of the latent hinge and of the DINO terms (structure_weight·structure +
     appearance_weight·appearance). wplus_lambda: weight of an MSE between the reconstruction
     branch's W+ and the supervised frames' own inversions, a vsode addition (0 in the released
-    presets) that lets the small demo model learn its motion in a few thousand CPU steps. strength: α of the edit branch. sampling: ``static`` (all
+    presets) that lets the small demo model learn its motion in a few thousand CPU steps.
+    state_lambda: weight of :func:`~vsode.train.losses.state_loss` (ODE states vs the supervised
+    frames' encoder features), another vsode addition, 0 in the released presets. strength: α of
+    the edit branch. sampling: ``static`` (all
     frames observed), ``interpolate`` (``n_hidden`` interior frames hidden from the ODE-GRU but
     supervised) or ``extrapolate`` (the last ``n_hidden`` hidden). max_steps: stop after this
     global step. checkpoint_every / sample_every / val_every / log_every: in steps (0 = never).
@@ -100,6 +104,7 @@ class TrainOptions:
     latent_lambda: float = 0.5
     latent_eps: float = 0.02
     wplus_lambda: float = 0.0
+    state_lambda: float = 0.0
     vgg_lambda: float = 10.0
     structure_weight: float = 0.8
     appearance_weight: float = 0.2
@@ -126,6 +131,8 @@ class TrainOptions:
             problems.append(f"n_hidden {self.n_hidden} must be in 1..n_frames-2 for {self.sampling}")
         if self.lr is not None and self.lr <= 0 or self.base_lr <= 0:
             problems.append("learning rates must be positive")
+        if self.state_lambda < 0:
+            problems.append(f"state_lambda {self.state_lambda} must not be negative")
         if self.max_steps < 0:
             problems.append(f"max_steps {self.max_steps} must not be negative")
         for name in ("checkpoint_every", "sample_every", "val_every", "log_every", "val_videos"):
@@ -354,6 +361,7 @@ def compute_losses(
         "latent": options.latent_lambda,
         "vgg": options.vgg_lambda if backbones.dino is not None else 0.0,
         "wplus": options.wplus_lambda,
+        "state": options.state_lambda,
     }
     compute = {name: (w != 0 or all_terms or step == 0) for name, w in weights.items()}
     if backbones.dino is None:
@@ -370,8 +378,9 @@ def compute_losses(
     style_rec = image_features
     style_edit = image_features + options.strength * (text_tgt - text_src)
 
-    z_d0 = model.dynamics.encode(frames, tau, mask.to(device))
-    _, tokens = model.dynamics.solve(z_d0, tau[chosen.to(device)])
+    feats = model.dynamics.features(frames)  # B T C h w: the encoder's input and the state term's target
+    z_d0 = model.dynamics.encode_features(feats, tau, mask.to(device))
+    states, tokens = model.dynamics.solve(z_d0, tau[chosen.to(device)])
     w_rec = model.decode_w(tokens, content, style_rec)  # (n·B) n_latent D
     w_edit = model.decode_w(tokens, content, style_edit)
     real = time_major(frames[:, chosen.to(device)])  # (n·B) 3 H W in [0,1]
@@ -416,6 +425,7 @@ def compute_losses(
     content_rows = content.repeat(n, 1, 1)
     terms["latent"] = latent_hinge(content_rows, w_rec, w_edit, eps=options.latent_eps) if compute["latent"] else zero
     terms["wplus"] = F.mse_loss(w_rec, time_major(latents[:, chosen.to(device)])) if compute["wplus"] else zero
+    terms["state"] = state_loss(states, feats[:, chosen.to(device)]) if compute["state"] else zero
 
     total = (
         weights["rec"] * terms["rec"]
@@ -424,6 +434,7 @@ def compute_losses(
         + weights["vgg"] * (terms["structure"] + terms["appearance"])
         + weights["consistency"] * terms["consistency"]
         + weights["wplus"] * terms["wplus"]
+        + weights["state"] * terms["state"]
     )
     logged = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
     logged.update({f"lambda/{k}": float(v) for k, v in weights.items()})

@@ -190,6 +190,15 @@ def directional_loss(
 # --- latent regulariser --------------------------------------------------------------------------
 
 
+def state_loss(states: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """A vsode addition: the squared distance per grid cell between the ODE states at the
+    supervised times and those frames' encoder features (detached), averaged over cells and
+    frames. Both are ``B×T×C×h×w``; the result is float32."""
+    if states.shape != features.shape:
+        raise InputError(f"state_loss: states {tuple(states.shape)} and features {tuple(features.shape)} differ")
+    return (states - features.detach().to(states.dtype)).pow(2).sum(2).mean().float()
+
+
 def latent_hinge(
     z_c: torch.Tensor, w_rec: torch.Tensor, w_edit: torch.Tensor | None = None, *, eps: float = 0.02
 ) -> torch.Tensor:
