@@ -335,6 +335,37 @@ def test_a_latent_only_phase_renders_nothing_and_matches_the_full_step(data_dir,
         assert torch.allclose(a, b, rtol=1e-5, atol=1e-9)
 
 
+def test_latent_warmup_holds_every_image_loss_until_its_step(data_dir, backbones, monkeypatch):
+    """``latent_warmup`` (a vsode addition, 0 in the released presets): before that step only the
+    latent terms train and nothing is rendered but the content image; from it on, the schedules."""
+    from vsode.errors import InputError
+
+    data = TrainData(data_dir)
+    _, _, batch = next(BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0).batches())
+    opts = options(wplus_lambda=10.0, vgg_lambda=1.0, latent_warmup=10)
+    seen = {}
+    for step in (5, 10):
+        calls = []
+        real = backbones.generator.synthesize
+        monkeypatch.setattr(backbones.generator, "synthesize", lambda *a, **k: calls.append(1) or real(*a, **k))
+        total, logged = compute_losses(build_model(CONFIG, seed=0), backbones, batch, opts, step,
+                                       step_generator(0, step, 0), target_captions=["a face"] * 2)
+        monkeypatch.undo()
+        seen[step] = (float(total), logged, len(calls))
+    total, logged, calls = seen[5]
+    assert calls == 1  # the content image only
+    assert all(logged[f"lambda/{k}"] == 0.0 for k in ("rec", "clip", "consistency", "vgg"))
+    assert logged["lambda/wplus"] == 10.0 and logged["loss/wplus"] > 0
+    assert total == pytest.approx(10.0 * logged["loss/wplus"] + 0.5 * logged["loss/latent"], rel=1e-6)
+    total, logged, calls = seen[10]
+    assert calls == 3 and all(logged[f"lambda/{k}"] == 1.0 for k in ("rec", "clip", "consistency", "vgg"))
+    assert logged["loss/rec"] > 0 and total > 10.0 * logged["loss/wplus"]
+    for bad in (-1, True, 2.5):
+        with pytest.raises(InputError, match="latent_warmup"):
+            options(latent_warmup=bad)
+    assert TrainOptions().latent_warmup == 0 and TrainOptions.for_preset("ffhq").latent_warmup == 0
+
+
 def test_the_state_term_trains_the_ode_towards_the_frames_features(data_dir, backbones):
     """``state_lambda`` (a vsode addition, 0 in the released presets) reaches the decoder ODE with no
     other loss on; it is 0 when the states equal the features."""

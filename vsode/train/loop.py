@@ -82,7 +82,10 @@ class TrainOptions:
     branch's W+ and the supervised frames' own inversions, a vsode addition (0 in the released
     presets) that lets the small demo model learn its motion in a few thousand CPU steps.
     state_lambda: weight of :func:`~vsode.train.losses.state_loss` (ODE states vs the supervised
-    frames' encoder features), another vsode addition, 0 in the released presets. strength: α of
+    frames' encoder features), another vsode addition, 0 in the released presets. latent_warmup:
+    the first steps train the latent terms alone (latent hinge, W+, state): every image loss weight
+    is 0 there and nothing is rendered (a vsode addition, 0 in the released presets: the demo
+    model learns its motion from the W+ term before the image losses start). strength: α of
     the edit branch. sampling: ``static`` (all
     frames observed), ``interpolate`` (``n_hidden`` interior frames hidden from the ODE-GRU but
     supervised) or ``extrapolate`` (the last ``n_hidden`` hidden). max_steps: stop after this
@@ -105,6 +108,7 @@ class TrainOptions:
     latent_eps: float = 0.02
     wplus_lambda: float = 0.0
     state_lambda: float = 0.0
+    latent_warmup: int = 0
     vgg_lambda: float = 10.0
     structure_weight: float = 0.8
     appearance_weight: float = 0.2
@@ -133,6 +137,8 @@ class TrainOptions:
             problems.append("learning rates must be positive")
         if self.state_lambda < 0:
             problems.append(f"state_lambda {self.state_lambda} must not be negative")
+        if isinstance(self.latent_warmup, bool) or not isinstance(self.latent_warmup, int) or self.latent_warmup < 0:
+            problems.append(f"latent_warmup {self.latent_warmup!r} must be a step count ≥ 0")
         if self.max_steps < 0:
             problems.append(f"max_steps {self.max_steps} must not be negative")
         for name in ("checkpoint_every", "sample_every", "val_every", "log_every", "val_videos"):
@@ -363,6 +369,8 @@ def compute_losses(
         "wplus": options.wplus_lambda,
         "state": options.state_lambda,
     }
+    if step < options.latent_warmup:  # the latent terms alone: every image loss waits
+        weights.update(rec=0.0, clip=0.0, consistency=0.0, vgg=0.0)
     compute = {name: (w != 0 or all_terms or step == 0) for name, w in weights.items()}
     if backbones.dino is None:
         compute["vgg"] = False
