@@ -82,7 +82,8 @@ def test_training_lowers_the_loss_and_writes_a_usable_run(tmp_path, data_dir, ba
     steps = [r for r in lines if "loss/total" in r]
     assert [r["step"] for r in steps] == list(range(1, 41))
     assert {"loss/rec", "loss/wplus", "loss/structure", "loss/appearance", "loss/clip", "loss/consistency", "loss/latent",
-            "lambda/rec", "lambda/clip"} <= set(steps[0])
+            "lambda/rec", "lambda/clip", "grad/norm"} <= set(steps[0])
+    assert all(r["grad/norm"] > 0 for r in steps)
     val = [r["val"] for r in lines if "val" in r]
     assert val and val[-1]["psnr"] > 5 and -1 <= val[-1]["clip_consistency"] <= 1
     model = load_model(run / "model.pt", backbones=False)
@@ -136,6 +137,14 @@ def test_other_settings_in_the_run_dir_are_refused(tmp_path, data_dir, backbones
     more = train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=2, log_every=5),
                  backbones=backbones)
     assert more.resumed_from == 1 and more.step == 2  # a later stop and other logging are the same run
+    # a run started before an option existed resumes: the missing option counts as its default
+    config_path = tmp_path / "run" / "config.json"
+    record = json.loads(config_path.read_text())
+    for name in ("latent_warmup", "grad_clip"):
+        del record["train"][name]
+    config_path.write_text(json.dumps(record))
+    again = train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=3), backbones=backbones)
+    assert again.resumed_from == 2 and again.step == 3
 
 
 def test_interpolate_mode_hides_frames_but_supervises_them():
@@ -364,6 +373,26 @@ def test_latent_warmup_holds_every_image_loss_until_its_step(data_dir, backbones
         with pytest.raises(InputError, match="latent_warmup"):
             options(latent_warmup=bad)
     assert TrainOptions().latent_warmup == 0 and TrainOptions.for_preset("ffhq").latent_warmup == 0
+
+
+def test_grad_clip_scales_the_joint_gradient_down_to_its_norm():
+    """``grad_clip`` (0 = never, as released): the norm of all gradients together is reported before
+    clipping; above the limit every gradient is scaled by the same factor, below it nothing changes."""
+    from vsode.errors import InputError
+    from vsode.train.loop import _gradient_norm
+
+    a, b, frozen = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
+    a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 4.0])
+    assert _gradient_norm([a, b, frozen], 0.0) == pytest.approx(5.0)
+    assert torch.equal(a.grad, torch.tensor([3.0, 0.0]))  # 0: measured, not clipped
+    assert _gradient_norm([a, b], 10.0) == pytest.approx(5.0) and torch.equal(b.grad, torch.tensor([0.0, 4.0]))
+    assert _gradient_norm([a, b], 1.0) == pytest.approx(5.0)
+    assert torch.allclose(a.grad, torch.tensor([0.6, 0.0])) and torch.allclose(b.grad, torch.tensor([0.0, 0.8]))
+    assert _gradient_norm([frozen], 1.0) == 0.0
+    for bad in (-1.0, float("inf"), True):
+        with pytest.raises(InputError, match="grad_clip"):
+            options(grad_clip=bad)
+    assert TrainOptions().grad_clip == 0.0 and TrainOptions.for_preset("demo").grad_clip == 0.0
 
 
 def test_the_state_term_trains_the_ode_towards_the_frames_features(data_dir, backbones):

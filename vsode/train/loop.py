@@ -85,8 +85,10 @@ class TrainOptions:
     frames' encoder features), another vsode addition, 0 in the released presets. latent_warmup:
     the first steps train the latent terms alone (latent hinge, W+, state): every image loss weight
     is 0 there and nothing is rendered (a vsode addition, 0 in the released presets: the demo
-    model learns its motion from the W+ term before the image losses start). strength: α of
-    the edit branch. sampling: ``static`` (all
+    model learns its motion from the W+ term before the image losses start). grad_clip: scale the
+    gradients of all trained parameters together down to this norm when it is larger (0: never,
+    as released); every logged step records the norm before clipping as ``grad/norm``.
+    strength: α of the edit branch. sampling: ``static`` (all
     frames observed), ``interpolate`` (``n_hidden`` interior frames hidden from the ODE-GRU but
     supervised) or ``extrapolate`` (the last ``n_hidden`` hidden). max_steps: stop after this
     global step. checkpoint_every / sample_every / val_every / log_every: in steps (0 = never).
@@ -109,6 +111,7 @@ class TrainOptions:
     wplus_lambda: float = 0.0
     state_lambda: float = 0.0
     latent_warmup: int = 0
+    grad_clip: float = 0.0
     vgg_lambda: float = 10.0
     structure_weight: float = 0.8
     appearance_weight: float = 0.2
@@ -139,6 +142,10 @@ class TrainOptions:
             problems.append(f"state_lambda {self.state_lambda} must not be negative")
         if isinstance(self.latent_warmup, bool) or not isinstance(self.latent_warmup, int) or self.latent_warmup < 0:
             problems.append(f"latent_warmup {self.latent_warmup!r} must be a step count ≥ 0")
+        if isinstance(self.grad_clip, bool) or not isinstance(self.grad_clip, (int, float)) or not (
+            math.isfinite(self.grad_clip) and self.grad_clip >= 0
+        ):
+            problems.append(f"grad_clip {self.grad_clip!r} must be a finite norm ≥ 0 (0: no clipping)")
         if self.max_steps < 0:
             problems.append(f"max_steps {self.max_steps} must not be negative")
         for name in ("checkpoint_every", "sample_every", "val_every", "log_every", "val_videos"):
@@ -501,10 +508,24 @@ def run_config(model_config: ModelConfig, options: TrainOptions, data_dir: Path)
     }
 
 
+def _gradient_norm(params: list[torch.nn.Parameter], clip: float) -> float:
+    """The gradients' joint L2 norm; scales them down to ``clip`` when it is larger (0: never)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return 0.0
+    if clip > 0:
+        return float(torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip))
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+
+
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    """Runs match when everything but the stopping point and the logging cadence agrees."""
+    """Runs match when everything but the stopping point and the logging cadence agrees; an
+    option added since the old run was started counts as its default."""
     loose = ("max_steps", "checkpoint_every", "sample_every", "val_every", "log_every", "val_videos")
-    strip = lambda c: {**c, "train": {k: v for k, v in c["train"].items() if k not in loose}}  # noqa: E731
+    defaults = TrainOptions().to_dict()
+    strip = lambda c: {  # noqa: E731
+        **c, "train": {k: v for k, v in {**defaults, **c["train"]}.items() if k not in loose}
+    }
     return strip(dict(old)) == strip(dict(new))
 
 
@@ -663,6 +684,7 @@ def train(
                     raise VsodeError(f"training diverged at step {step}: loss {float(total)}; lower --lr")
                 total.backward()
                 average_gradients(params, dist_info.world_size)
+                logged["grad/norm"] = _gradient_norm(params, options.grad_clip)
                 for opt in optimizers:
                     opt.step()
                 step += 1
