@@ -395,6 +395,29 @@ def test_grad_clip_scales_the_joint_gradient_down_to_its_norm():
     assert TrainOptions().grad_clip == 0.0 and TrainOptions.for_preset("demo").grad_clip == 0.0
 
 
+def test_an_ode_that_blows_up_is_reported_as_a_divergence(tmp_path, data_dir, backbones, monkeypatch):
+    """A solver giving up mid-run means the learnt dynamics diverged: the message says so, names
+    the step and the last checkpoint, and suggests grad_clip rather than solver tolerances."""
+    import vsode.dynamics as D
+    from vsode.errors import SolverError, VsodeError
+
+    real, calls = D.odeint, []
+
+    def gives_up_later(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 6:
+            raise AssertionError("underflow in dt 0.0")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(D, "odeint", gives_up_later)
+    with pytest.raises(VsodeError, match=r"^training diverged at step [1-9]\d* \(the dynamics ODE solve failed") as info:
+        train(data_dir, tmp_path / "run", model_config=CONFIG, options=options(max_steps=20, checkpoint_every=1),
+              backbones=backbones)
+    message = str(info.value)
+    assert "\n" not in message and "grad_clip" in message and "last.pt holds the last checkpoint" in message
+    assert isinstance(info.value.__cause__, SolverError)
+
+
 def test_the_state_term_trains_the_ode_towards_the_frames_features(data_dir, backbones):
     """``state_lambda`` (a vsode addition, 0 in the released presets) reaches the decoder ODE with no
     other loss on; it is 0 when the states equal the features."""

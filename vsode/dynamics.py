@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchdiffeq import odeint
 
-from .errors import InputError, VsodeError
+from .errors import InputError, SolverError
 from .ops import fused_leaky_relu
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -532,7 +532,7 @@ class Dynamics(nn.Module):
             return odeint(self.ode_dec, z0, t, rtol=cfg.rtol, atol=cfg.atol, method=cfg.method,
                           options=options)
         except AssertionError as exc:  # torchdiffeq reports a step cap or dt underflow this way
-            raise VsodeError(f"the dynamics ODE solve failed ({exc}); raise max_num_steps or "
+            raise SolverError(f"the dynamics ODE solve failed ({exc}); raise max_num_steps or "
                              f"loosen rtol/atol (now {cfg.rtol}/{cfg.atol})") from exc
 
     def tokens(self, states: torch.Tensor) -> torch.Tensor:

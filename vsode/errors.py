@@ -54,3 +54,7 @@ class UnsafeCheckpointError(VsodeError):
 
 class FFmpegError(VsodeError):
     """ffmpeg failed; the message carries the tail of its stderr."""
+
+
+class SolverError(VsodeError):
+    """An adaptive ODE solve gave up (its step cap was reached or its step size underflowed)."""

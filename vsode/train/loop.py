@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from ..dynamics import batch_major, time_major
-from ..errors import InputError, VsodeError
+from ..errors import InputError, SolverError, VsodeError
 from ..fileio import atomic_write_bytes, save_torch
 from ..model import ModelConfig, VidStyleODE, build_model, model_checkpoint, model_from_checkpoint
 from ..progress import Progress, ensure
@@ -508,6 +508,13 @@ def run_config(model_config: ModelConfig, options: TrainOptions, data_dir: Path)
     }
 
 
+def _diverged(step: int, what: str, ckpt_path: Path) -> str:
+    """The one-line message for a run that diverged at ``step``."""
+    where = f"; {ckpt_path} holds the last checkpoint" if ckpt_path.exists() else ""
+    return (f"training diverged at step {step} ({what}){where}; start a new --output with a lower --lr "
+            "or --set grad_clip=N (stats.jsonl's grad/norm shows the usual gradient norm)")
+
+
 def _gradient_norm(params: list[torch.nn.Parameter], clip: float) -> float:
     """The gradients' joint L2 norm; scales them down to ``clip`` when it is larger (0: never)."""
     grads = [p.grad for p in params if p.grad is not None]
@@ -677,11 +684,14 @@ def train(
                 targets = target_captions(list(batch.captions), pool, g)
                 for opt in optimizers:
                     opt.zero_grad(set_to_none=True)
-                total, logged = compute_losses(
-                    model, backbones, batch, options, step, g, target_captions=targets
-                )
+                try:
+                    total, logged = compute_losses(
+                        model, backbones, batch, options, step, g, target_captions=targets
+                    )
+                except SolverError as exc:  # the ODE dynamics blew up: a divergence, not a tolerance issue
+                    raise VsodeError(_diverged(step, str(exc), ckpt_path)) from exc
                 if not torch.isfinite(total):
-                    raise VsodeError(f"training diverged at step {step}: loss {float(total)}; lower --lr")
+                    raise VsodeError(_diverged(step, f"loss {float(total)}", ckpt_path))
                 total.backward()
                 average_gradients(params, dist_info.world_size)
                 logged["grad/norm"] = _gradient_norm(params, options.grad_clip)
