@@ -517,12 +517,12 @@ def _diverged(step: int, what: str, ckpt_path: Path) -> str:
 
 def _gradient_norm(params: list[torch.nn.Parameter], clip: float) -> float:
     """The gradients' joint L2 norm; scales them down to ``clip`` when it is larger (0: never)."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
+    with_grad = [p for p in params if p.grad is not None]
+    if not with_grad:
         return 0.0
     if clip > 0:
-        return float(torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], clip))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])))
+        return float(torch.nn.utils.clip_grad_norm_(with_grad, clip))
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in with_grad])))
 
 
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
@@ -689,7 +689,8 @@ def train(
                         model, backbones, batch, options, step, g, target_captions=targets
                     )
                 except SolverError as exc:  # the ODE dynamics blew up: a divergence, not a tolerance issue
-                    raise VsodeError(_diverged(step, str(exc), ckpt_path)) from exc
+                    cause = f"the ODE solve gave up: {exc.__cause__ or exc}"
+                    raise VsodeError(_diverged(step, cause, ckpt_path)) from exc
                 if not torch.isfinite(total):
                     raise VsodeError(_diverged(step, f"loss {float(total)}", ckpt_path))
                 total.backward()
