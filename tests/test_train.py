@@ -65,6 +65,13 @@ def options(**changes) -> TrainOptions:
     return TrainOptions(**{**base, **changes})
 
 
+def count_renders(monkeypatch, generator) -> list:
+    """Patch ``generator.synthesize`` to append to the returned list on every call."""
+    calls, real = [], generator.synthesize
+    monkeypatch.setattr(generator, "synthesize", lambda *a, **k: calls.append(1) or real(*a, **k))
+    return calls
+
+
 CONFIG = preset_config("demo")
 
 
@@ -326,9 +333,7 @@ def test_a_latent_only_phase_renders_nothing_and_matches_the_full_step(data_dir,
                           consistency=LambdaSchedule(100, 1.0, 1.0, 200), vgg_lambda=0.0, wplus_lambda=10.0)
     results = []
     for all_terms in (True, False):
-        calls = []
-        real = backbones.generator.synthesize
-        monkeypatch.setattr(backbones.generator, "synthesize", lambda *a, **k: calls.append(1) or real(*a, **k))
+        calls = count_renders(monkeypatch, backbones.generator)
         model = build_model(CONFIG, seed=0)
         g = step_generator(0, 5, 0)
         total, logged = compute_losses(model, backbones, batch, latent_only, 5, g, all_terms=all_terms,
@@ -354,9 +359,7 @@ def test_latent_warmup_holds_every_image_loss_until_its_step(data_dir, backbones
     opts = options(wplus_lambda=10.0, vgg_lambda=1.0, latent_warmup=10)
     seen = {}
     for step in (5, 10):
-        calls = []
-        real = backbones.generator.synthesize
-        monkeypatch.setattr(backbones.generator, "synthesize", lambda *a, **k: calls.append(1) or real(*a, **k))
+        calls = count_renders(monkeypatch, backbones.generator)
         total, logged = compute_losses(build_model(CONFIG, seed=0), backbones, batch, opts, step,
                                        step_generator(0, step, 0), target_captions=["a face"] * 2)
         monkeypatch.undo()

@@ -522,7 +522,7 @@ def _gradient_norm(params: list[torch.nn.Parameter], clip: float) -> float:
         return 0.0
     if clip > 0:
         return float(torch.nn.utils.clip_grad_norm_(with_grad, clip))
-    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in with_grad])))
+    return float(torch.nn.utils.get_total_norm([p.grad for p in with_grad]))
 
 
 def _same_run(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
