@@ -20,6 +20,9 @@ reproduces no motion at all and 0 means it reproduces every frame's inversion:
   bypassed); ``train_ode`` / ``train_frames``: the same on whole training clips;
 - ``state_norm``: the ODE state's root-mean-square norm per grid cell on the held-out clips.
 
+``--checkpoint FILE`` trains nothing: it scores a trained model (a ``vsode train`` state such as
+``RUN/checkpoints/last.pt``, or a model file) once, with its own config, and prints one line.
+
 ``--tokens frames`` trains through the frame features instead of the ODE; ``--state-weight W``
 adds ``W·|z_d(τ) − features(frame)|²`` (``vsode.train.losses.state_loss``, the training option
 ``state_lambda``). ``--set KEY=VALUE`` overrides the model config (e.g.
@@ -61,9 +64,9 @@ def _pairs(items: list[str]) -> dict[str, str]:
 class Probe:
     """The model, the frozen generator and CLIP, and the W+ objective of one batch."""
 
-    def __init__(self, config, seed: int) -> None:
+    def __init__(self, config, seed: int, model=None) -> None:
         self.config = config
-        self.model = build_model(config, seed=seed)
+        self.model = model if model is not None else build_model(config, seed=seed)
         self.generator = load_backbone("generator", config.backbones.generator).requires_grad_(False).eval()
         self.clip = load_backbone("clip", config.backbones.clip).requires_grad_(False).eval()
 
@@ -84,6 +87,22 @@ class Probe:
         static_error = F.mse_loss(content.repeat(batch.w.shape[1], 1, 1), target)
         state = state_loss(states, feats)
         return model_error, static_error, state, states
+
+
+def _trained(path: Path):
+    """The trainable model of a ``vsode train`` state or of a model file, with ``.step`` set."""
+    from vsode.checkpoints.load import safe_load
+    from vsode.model import model_from_checkpoint
+    from vsode.train.loop import STATE_FORMAT
+
+    ckpt = safe_load(path, map_location="cpu")
+    if isinstance(ckpt, dict) and ckpt.get("format") == STATE_FORMAT:
+        model, step = model_from_checkpoint(ckpt["model"], label=str(path)), ckpt.get("step")
+    else:
+        model = model_from_checkpoint(ckpt, label=str(path))
+        step = (ckpt.get("training") or {}).get("step") if isinstance(ckpt, dict) else None
+    model.step = step
+    return model
 
 
 def _whole_clips(data: TrainData, config, count: int) -> list:
@@ -111,6 +130,7 @@ def evaluate(probe: Probe, held_out: list, train_clips: list) -> dict[str, float
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="a folder written by `vsode prepare`")
+    parser.add_argument("--checkpoint", type=Path, help="score this trained model (train state or model file) and stop")
     parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
     parser.add_argument("--every", type=int, default=100, help="print a line every this many steps")
     parser.add_argument("--tokens", choices=("ode", "frames"), default="ode",
@@ -131,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
         config = config.override(_pairs(args.sets))
     options = TrainOptions.for_preset("demo")
     lr = args.lr if args.lr is not None else options.learning_rate()
-    probe = Probe(config, args.seed)
+    trained = _trained(args.checkpoint) if args.checkpoint else None
+    probe = Probe(trained.config if trained else config, args.seed, trained)
     data = TrainData(args.data, split="train")
     try:
         held = TrainData(args.data, split="val")
@@ -145,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     rest = [p for name, p in probe.model.named_parameters() if not name.startswith("dynamics.")]
     optimizers = [torch.optim.Adam(dynamics, lr=options.encoder_lr_factor * lr),
                   torch.optim.Adam(rest, lr=lr, betas=(0.9, 0.99))]
+    if trained is not None:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "step": trained.step,
+                          **evaluate(probe, held_out, train_clips)}), flush=True)
+        return 0
     print(json.dumps({"step": 0, **evaluate(probe, held_out, train_clips)}), flush=True)
     start = time.perf_counter()
     batches = sampler.batches()

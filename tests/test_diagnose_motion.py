@@ -45,3 +45,20 @@ def test_the_probe_options_train_and_report(data_dir):
     assert all(math.isfinite(v) and v > 0 for v in last.values())
     assert last["state_norm"] != first["state_norm"]  # the state term moved the ODE
     assert last["val_frames"] != 1.0  # the frame path decodes offsets of its own
+
+
+def test_checkpoint_scores_a_trained_model_without_training(data_dir, tmp_path):
+    # a train state and a model file of a delta_weight = 0 model: scored once, every ratio exactly 1
+    import torch
+
+    from vsode.model import build_model, model_checkpoint, preset_config, save_model
+    from vsode.train.loop import STATE_FORMAT
+
+    model = build_model(preset_config("demo").override({"mapper.delta_weight": "0"}), seed=0)
+    state = tmp_path / "last.pt"
+    torch.save({"format": STATE_FORMAT, "model": model_checkpoint(model), "step": 7}, state)
+    plain = save_model(model, tmp_path / "model.pt", extra={"training": {"step": 9}})
+    for path, step in ((state, 7), (plain, 9)):
+        (line,) = _run(data_dir, "--checkpoint", str(path))
+        assert line["checkpoint"] == str(path) and line["step"] == step
+        assert all(line[k] == 1.0 for k in ("val_ode", "val_frames", "train_ode", "train_frames")), line
