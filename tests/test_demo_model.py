@@ -14,7 +14,7 @@ import torch
 
 from vsode.checkpoints import resolve
 from vsode.checkpoints.registry import REGISTRY
-from vsode.model import load_model
+from vsode.model import load_model, preset_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "vsode" / "assets" / "demo"
@@ -28,7 +28,12 @@ def metrics() -> dict:
 def test_the_builtin_model_loads_offline_with_its_verified_backbones(tmp_path, monkeypatch):
     monkeypatch.setenv("VSODE_OFFLINE", "1")
     model = load_model("vidstyleode-demo", cache_dir=tmp_path)  # verify=True: backbone SHA-256 checked
-    assert model.config.preset == "demo" and not model.training
+    assert not model.training
+    # the demo preset with the training settings of its command (which mark the config "custom")
+    demo = preset_config("demo")
+    assert (model.config.n_latent, model.config.data_size, model.config.backbones) == (
+        demo.n_latent, demo.data_size, demo.backbones)
+    assert model.config.modulation.init_std == 0.1 and model.config.dynamics.zero_bias
     names = {k: (v or {}).get("name") for k, v in model.backbone_refs.items()}
     assert names.items() >= {"generator": "stylegan2-demo", "clip": "clip-demo", "dino": "clip-demo"}.items()
     for kind in ("generator", "clip", "dino"):
