@@ -113,8 +113,9 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
     r(head_y) -0.19, r(mouth) -0.06, portrait attributes 1.00; interpolation 19.17 dB (W+ lerp
     27.30, frame blend 28.22, inversion 27.76, content code alone 18.73); extrapolation 18.33 dB
     (repeat-last 19.62); blend-motion outside the mask r(A) 0.18, r(B) -0.36. The thresholds sit a
-    little below, so a regression in any stage fails here. r(head_y) and r(mouth) are not held:
-    on this seed the model does not transfer them (see README, "The demo model")."""
+    little below, so a regression in any stage fails here. The model does not transfer head y or the
+    mouth on this seed, and blend-motion's inside does not follow B: those are held only as floors
+    below what was measured (see README, "The demo model")."""
     _, report = demo_run
     s = report["summary"]
     assert s["edit-eyes"]["prompt"] == "blue eyes" and s["edit-eyes"]["accuracy"] >= 0.9
@@ -126,6 +127,8 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
         assert s[name]["frame_diff_ratio"] >= 0.2, name
     assert s["animate"]["portrait_attributes"] >= 0.9
     assert s["animate"]["r_head_x"] >= 0.7
+    # weak on this seed (measured -0.19 and -0.06): floors a little below, so they cannot get worse unseen
+    assert s["animate"]["r_head_y"] >= -0.35 and s["animate"]["r_mouth_open"] >= -0.2
     assert s["interpolate"]["psnr_db"] >= 18.9
     # the motion decoded from the latent ODE beats the motionless content code (measured +0.44 dB)
     assert s["interpolate"]["psnr_db"] >= s["interpolate"]["content_code_psnr_db"] + 0.3
@@ -135,6 +138,7 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
     # (r(B) -0.41, r(A) -0.13), so only the outside is held.
     blend = s["blend-motion"]
     assert blend["outside_corr_a"] >= 0.1 and blend["outside_corr_a"] > blend["outside_corr_b"] + 0.3
+    assert blend["inside_corr_b"] >= -0.55  # measured -0.41: a floor, not a claim that it follows B
 
 
 def test_contact_sheet_has_a_row_per_application(demo_run):
