@@ -158,18 +158,18 @@ def main(argv: list[str] | None = None) -> int:
         held = TrainData(args.data, split="val")
     except InputError:  # a folder without a val split: hold out nothing, use the training clips
         held = data
-    held_out = _whole_clips(held if held.videos else data, config, args.val_batches)
-    train_clips = _whole_clips(data, config, args.val_batches)
+    held_out = _whole_clips(held if held.videos else data, probe.config, args.val_batches)
+    train_clips = _whole_clips(data, probe.config, args.val_batches)
+    if trained is not None:
+        print(json.dumps({"checkpoint": str(args.checkpoint), "step": trained.step,
+                          **evaluate(probe, held_out, train_clips)}), flush=True)
+        return 0
     sampler = BinSampler(data, batch_size=options.batch_size, n_frames=options.n_frames,
                          nominal_fps=config.nominal_fps, seed=args.seed, irregular=options.irregular)
     dynamics = list(probe.model.dynamics.parameters())
     rest = [p for name, p in probe.model.named_parameters() if not name.startswith("dynamics.")]
     optimizers = [torch.optim.Adam(dynamics, lr=options.encoder_lr_factor * lr),
                   torch.optim.Adam(rest, lr=lr, betas=(0.9, 0.99))]
-    if trained is not None:
-        print(json.dumps({"checkpoint": str(args.checkpoint), "step": trained.step,
-                          **evaluate(probe, held_out, train_clips)}), flush=True)
-        return 0
     print(json.dumps({"step": 0, **evaluate(probe, held_out, train_clips)}), flush=True)
     start = time.perf_counter()
     batches = sampler.batches()
