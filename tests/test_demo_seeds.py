@@ -1,0 +1,122 @@
+"""`vsode demo` over several seeds (vsode.demo.seeds, scripts/score_demo_seeds.py): the means of
+the shipped demo model's scores over seeds 0-3, held a little below what was measured, so a
+regression that one seed hides still fails here; and the aggregation itself on known numbers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
+
+from vsode.demo.seeds import aggregate, derived, parse_seeds, score_seeds, table
+from vsode.demo.showcase import DemoOptions
+from vsode.errors import InputError
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "score_demo_seeds.py"
+SEEDS = [0, 1, 2, 3]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet(quiet_machine):
+    """Before every other fixture of this module (tests/conftest.py)."""
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seeds")
+    options = DemoOptions(seconds=2.0, fps=Fraction(12), size=64, force=True)  # the built-in model
+    return out, score_seeds(SEEDS, options, out_dir=out)
+
+
+def _summary(hair_acc=1.0, hair_kept=1.0, eyes_acc=1.0, eyes_kept=1.0, r_head_x=0.5, psnr=20.0,
+             content=19.0, extra=18.0, repeat=19.5) -> dict:
+    edit = {"prompt": "p", "flip_rate": 0.0, "frame_diff_ratio": 0.3}
+    return {
+        "edit-hair": {**edit, "accuracy": hair_acc, "others_unchanged": hair_kept},
+        "edit-eyes": {**edit, "accuracy": eyes_acc, "others_unchanged": eyes_kept},
+        "animate": {"r_mouth_open": None, "r_head_x": r_head_x, "r_head_y": 0.1, "portrait_attributes": 1.0},
+        "interpolate": {"psnr_db": psnr, "content_code_psnr_db": content},
+        "extrapolate": {"psnr_db": extra, "repeat_last_psnr_db": repeat},
+        "blend-motion": {"inside_corr_b": 0.2, "inside_corr_a": 0.0, "outside_corr_a": 0.1, "outside_corr_b": None},
+    }
+
+
+def test_seed_lists_parse_and_bad_ones_name_the_fix():
+    assert parse_seeds("0-3") == [0, 1, 2, 3]
+    assert parse_seeds("5, 0-2,1") == [5, 0, 1, 2]
+    assert parse_seeds("7") == [7]
+    for bad in ("", "a", "3-1", "-1", "0-x"):
+        with pytest.raises(InputError, match="--seeds") as err:
+            parse_seeds(bad)
+        assert err.value.exit_code == 2
+
+
+def test_aggregate_means_gains_and_clean_counts_on_known_numbers():
+    rows = [_summary(hair_acc=1.0, hair_kept=0.5, r_head_x=0.5, psnr=20.0, content=19.0),
+            _summary(hair_acc=0.95, hair_kept=0.95, r_head_x=-0.1, psnr=18.0, content=18.5, extra=21.0),
+            _summary(hair_acc=0.0, eyes_acc=0.5, r_head_x=None, psnr=22.0, content=20.0)]
+    d = derived(rows[1])
+    assert d["edit-hair"]["clean"] is True and d["interpolate"]["gain_over_content_code_db"] == -0.5
+    assert d["extrapolate"]["gain_over_repeat_last_db"] == 1.5
+    assert "clean" not in rows[1]["edit-hair"]  # the input is not changed
+    mean = aggregate(rows)
+    assert mean["seeds"] == 3
+    assert mean["edit-hair"]["clean"] == 1  # only the second: the first changed other attributes
+    assert mean["edit-eyes"]["clean"] == 2
+    assert mean["edit-hair"]["accuracy"] == pytest.approx(1.95 / 3, abs=1e-4)
+    assert mean["animate"]["r_head_x"] == pytest.approx(0.2)  # the undefined one is left out
+    assert mean["animate"]["r_mouth_open"] is None  # undefined in every seed
+    assert mean["interpolate"]["gain_over_content_code_db"] == pytest.approx((1.0 - 0.5 + 2.0) / 3, abs=1e-4)
+    assert "prompt" not in mean["edit-hair"]
+    with pytest.raises(InputError):
+        aggregate([])
+
+
+def test_means_over_four_seeds_hold_the_measured_figures(scored):
+    # Means over seeds 0-3 measured with the shipped model (the previous model's in brackets,
+    # where it fails the bound): edit frame-diff ratio 0.41 / 0.40 (0.11 / 0.13); interpolation
+    # over the content code +1.32 dB (-0.01); extrapolation over repeat-last -1.17 dB (-2.19);
+    # animate r head y 0.51, head x -0.05, mouth -0.09; blend inside r(B) -0.10, outside r(A) -0.08.
+    _, result = scored
+    mean = result["mean"]
+    assert mean["seeds"] == 4
+    for name in ("edit-hair", "edit-eyes"):
+        assert mean[name]["others_unchanged"] >= 0.95, (name, mean[name])
+        assert mean[name]["flip_rate"] <= 0.05, (name, mean[name])
+        assert mean[name]["frame_diff_ratio"] >= 0.3, (name, mean[name])
+    assert mean["edit-hair"]["clean"] >= 1 and mean["edit-eyes"]["clean"] >= 3, mean
+    assert mean["interpolate"]["gain_over_content_code_db"] >= 1.0, mean["interpolate"]
+    assert mean["extrapolate"]["gain_over_repeat_last_db"] >= -1.5, mean["extrapolate"]
+    a = mean["animate"]
+    assert a["r_head_y"] >= 0.4 and a["portrait_attributes"] >= 0.95, a
+    assert a["r_head_x"] >= -0.2 and a["r_mouth_open"] >= -0.2, a  # floors: not transferred on average
+    b = mean["blend-motion"]
+    assert b["inside_corr_b"] >= -0.25 and b["outside_corr_a"] >= -0.2, b  # floors, as above
+
+
+def test_each_seed_is_its_own_demo_and_the_mean_is_theirs(scored):
+    out, result = scored
+    assert list(result["per_seed"]) == SEEDS
+    for seed in SEEDS:
+        report = json.loads((out / f"seed-{seed}" / "report.json").read_text())
+        assert report["seed"] == seed
+        assert result["per_seed"][seed] == derived(report["summary"])
+    psnrs = [result["per_seed"][s]["interpolate"]["psnr_db"] for s in SEEDS]
+    assert len(set(psnrs)) == len(SEEDS)  # other faces, other figures
+    assert result["mean"]["interpolate"]["psnr_db"] == pytest.approx(sum(psnrs) / len(psnrs), abs=1e-4)
+    lines = table(result).splitlines()
+    assert lines[0] == "| figure | seed 0 | seed 1 | seed 2 | seed 3 | mean |"
+    row = next(line for line in lines if line.startswith("| edit-eyes clean |"))
+    assert row.endswith(f"| {result['mean']['edit-eyes']['clean']} |")
+
+
+def test_the_script_refuses_bad_seeds_in_one_line():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--seeds", "3-1"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == ["score_demo_seeds: --seeds '3-1': the range 3-1 runs backwards; write 1-3"]
