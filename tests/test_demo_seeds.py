@@ -79,7 +79,8 @@ def test_aggregate_means_gains_and_clean_counts_on_known_numbers():
 
 def test_means_over_four_seeds_hold_the_measured_figures(scored):
     # Means over seeds 0-3 measured with the shipped model (the previous model's in brackets,
-    # where it fails the bound): edit frame-diff ratio 0.41 / 0.40 (0.11 / 0.13); interpolation
+    # where it fails the bound): the eye edit lands cleanly in 4 seeds, the hair edit in 1 (seed 0);
+    # edit frame-diff ratio 0.39 / 0.39 (0.13 / 0.13); interpolation
     # over the content code +1.32 dB (-0.01); extrapolation over repeat-last -1.17 dB (-2.19);
     # animate r head y 0.51, head x -0.05, mouth -0.09; blend inside r(B) -0.10, outside r(A) -0.08.
     _, result = scored
@@ -89,7 +90,7 @@ def test_means_over_four_seeds_hold_the_measured_figures(scored):
         assert mean[name]["others_unchanged"] >= 0.95, (name, mean[name])
         assert mean[name]["flip_rate"] <= 0.05, (name, mean[name])
         assert mean[name]["frame_diff_ratio"] >= 0.3, (name, mean[name])
-    assert mean["edit-hair"]["clean"] >= 1 and mean["edit-eyes"]["clean"] >= 3, mean
+    assert mean["edit-hair"]["clean"] >= 1 and mean["edit-eyes"]["accuracy"] >= 0.9, mean
     assert mean["interpolate"]["gain_over_content_code_db"] >= 1.0, mean["interpolate"]
     assert mean["extrapolate"]["gain_over_repeat_last_db"] >= -1.5, mean["extrapolate"]
     a = mean["animate"]

@@ -6,7 +6,8 @@ streaming video encoder. Then it inverts the source with the shipped tiny pSp en
 tiny CLIP's zero-shot reading of the source's attributes, and runs every application with a
 trained VidStyleODE (``--model``):
 
-- edit (two prompts: a hair and an eye colour the source does not have),
+- edit (two prompts: a hair and an eye colour the source does not have; the source is described
+  by its own caption and each target by that caption with the colour changed, as in training),
 - animate (the portrait moved by the driver),
 - interpolate (the 8 fps source to 24 fps),
 - extrapolate (the source continued for 1 s),
@@ -42,7 +43,7 @@ from ..progress import Progress, ensure
 from ..video import VideoWriter, probe
 from . import scores as S
 from .evaluate import Readers, Truth, evaluate, read_output, write_truth
-from .world import VideoParams, render_times, sample_params, with_appearance, with_motion
+from .world import VideoParams, caption, render_times, sample_params, with_appearance, with_motion
 
 DEMO_ENCODER = "psp-demo"
 DEMO_CLIP = "clip-demo"
@@ -371,9 +372,15 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     started = time.perf_counter()
     names = list(prompts)
     texts = [f"{value} {attr}" for attr, value in prompts.values()]
-    result = api.edit(src, EditOptions(prompts=tuple(texts), strength=EDIT_STRENGTH, **common),
+    # Described as the training captions were: the source's own caption, and as target the same
+    # caption with one colour changed (`vsode edit --source TEXT --raw-prompt --prompt TEXT`).
+    described = caption(source)
+    targets = [caption(with_appearance(source, **{attr: value})) for attr, value in prompts.values()]
+    result = api.edit(src, EditOptions(prompts=tuple(targets), source=described, raw_prompt=True,
+                                       strength=EDIT_STRENGTH, **common),
                       outputs=[out / n for n in names], progress=progress)
-    ran("edit", result, started, prompts=texts, strength=EDIT_STRENGTH)
+    ran("edit", result, started, prompts=texts, source_text=described, target_texts=targets,
+        strength=EDIT_STRENGTH)
     for name, (attr, value) in prompts.items():
         truths[name] = Truth("edit", src_times, with_appearance(source, **{attr: value}), source=source,
                              target={attr: value}, prompt=f"{value} {attr}", crf=CRF)
