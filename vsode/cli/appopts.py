@@ -52,7 +52,11 @@ PromptsOpt = Annotated[
     list[str],
     typer.Option("--prompt", "-p", help="Attribute to give the face, e.g. 'blue eyes' (repeat for several outputs).", metavar="TEXT"),
 ]
-SourceOpt = Annotated[str, typer.Option("--source", help="Description of the unedited video.", metavar="TEXT")]
+SourceOpt = Annotated[str, typer.Option(
+    "--source", metavar="TEXT",
+    help="Description of the unedited video. The edit is CLIP's difference between the target text and this one, "
+         "so naming what the prompt replaces (e.g. 'a photo of a person with green eyes' for --prompt 'blue eyes') "
+         "makes edits land more often than the generic default.")]
 StrengthOpt = Annotated[float, typer.Option("--strength", help="Edit strength α in CLIP_I(G(z_C)) + α·(CLIP_T(target) − CLIP_T(source)).")]
 RawPromptOpt = Annotated[
     bool, typer.Option("--raw-prompt", help="Use --prompt as the whole target text instead of 'a photo of a person with PROMPT'.")
