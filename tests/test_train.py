@@ -339,7 +339,7 @@ def test_a_latent_only_phase_renders_nothing_and_matches_the_full_step(data_dir,
         total, logged = compute_losses(model, backbones, batch, latent_only, 5, g, all_terms=all_terms,
                                        target_captions=["a face"] * 2)
         total.backward()
-        results.append((float(total), [p.grad.clone() for p in model.parameters() if p.grad is not None], len(calls)))
+        results.append((float(total.detach()), [p.grad.clone() for p in model.parameters() if p.grad is not None], len(calls)))
         monkeypatch.undo()
     (full, full_grads, full_calls), (lean, lean_grads, lean_calls) = results
     assert full_calls == 3 and lean_calls == 1  # content image (no grad) only; no rec/edit renders
