@@ -363,7 +363,7 @@ def test_latent_warmup_holds_every_image_loss_until_its_step(data_dir, backbones
         total, logged = compute_losses(build_model(CONFIG, seed=0), backbones, batch, opts, step,
                                        step_generator(0, step, 0), target_captions=["a face"] * 2)
         monkeypatch.undo()
-        seen[step] = (float(total), logged, len(calls))
+        seen[step] = (float(total.detach()), logged, len(calls))
     total, logged, calls = seen[5]
     assert calls == 1  # the content image only
     assert all(logged[f"lambda/{k}"] == 0.0 for k in ("rec", "clip", "consistency", "vgg"))
@@ -382,7 +382,7 @@ def test_grad_clip_scales_the_joint_gradient_down_to_its_norm():
     """``grad_clip`` (0 = never, as released): the norm of all gradients together is reported before
     clipping; above the limit every gradient is scaled by the same factor, below it nothing changes."""
     from vsode.errors import InputError
-    from vsode.train.loop import _gradient_norm
+    from vsode.train.loop.run import _gradient_norm
 
     a, b, frozen = (torch.nn.Parameter(torch.zeros(2)) for _ in range(3))
     a.grad, b.grad = torch.tensor([3.0, 0.0]), torch.tensor([0.0, 4.0])
@@ -437,7 +437,7 @@ def test_the_state_term_trains_the_ode_towards_the_frames_features(data_dir, bac
     total, logged = compute_losses(model, backbones, batch, only_state, 5, step_generator(0, 5, 0),
                                    target_captions=["a face"] * 2)
     total.backward()
-    assert logged["loss/state"] > 0 and logged["lambda/state"] == 1.0 and float(total) == logged["loss/state"]
+    assert logged["loss/state"] > 0 and logged["lambda/state"] == 1.0 and float(total.detach()) == logged["loss/state"]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dynamics.ode_dec.parameters())
     assert all(p.grad is None for p in model.modulation.parameters())  # nothing else is trained
     feats = torch.randn(2, 3, 4, 2, 2)
