@@ -75,7 +75,8 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
         e = s[name]
         lines.append(f"  edit '{e['prompt']}': accuracy {pct(e['accuracy'])}, others unchanged "
                      f"{pct(e['others_unchanged'])}, attribute flips {pct(e['flip_rate'])} of frames, "
-                     f"frame difference x{num(e['frame_diff_ratio'])} the source's")
+                     f"frame difference x{num(e['frame_diff_ratio'])} the source's, CLIP direction "
+                     f"{num(e['clip_direction'])} (true edit {num(e['true_clip_direction'])})")
     a, i, e, b = s["animate"], s["interpolate"], s["extrapolate"], s["blend-motion"]
     lines += [
         f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "

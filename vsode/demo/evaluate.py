@@ -32,7 +32,7 @@ from ..fileio import atomic_write_bytes
 from ..progress import Progress, ensure
 from . import scores as S
 from .regressor import true_motion
-from .world import VideoParams, render_times
+from .world import VideoParams, caption_for, render_times
 
 TRUTH_FORMAT = "vsode/demo-truth@1"
 KINDS = ("edit", "animate", "interpolate", "extrapolate", "blend")
@@ -271,8 +271,8 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
 
     Always: ``attributes`` (:func:`~vsode.demo.scores.attribute_agreement` with the expected
     video's attributes) and ``temporal`` (:func:`~vsode.demo.scores.temporal_consistency` against
-    the source's own motion, for animate the driver's). Then per kind: ``edit`` the edit accuracy
-    and PSNR vs the edited ground truth; ``animate`` the trajectory correlations (and the
+    the source's own motion, for animate the driver's). Then per kind: ``edit`` the edit accuracy,
+    the CLIP direction of its change (and of the true edit's) and PSNR vs the edited ground truth; ``animate`` the trajectory correlations (and the
     regressor's reading of the ground truth as ``reference``) and attribute preservation;
     ``interpolate`` PSNR at held-out times with four baselines (per-frame inversion, frame blend,
     W+ lerp, and the motionless mean W+ of the inputs, VidStyleODE's content code alone);
@@ -308,8 +308,15 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
 
 def _edit(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
     assert truth.source is not None
+    source = render_times(truth.source, truth.seconds(), size=frames.shape[-1])
+    # the captions' words: hair and eyes, and any other attribute the edit targets (skin)
+    names = ("hair", "eyes") + tuple(a for a in truth.target if a not in ("hair", "eyes"))
+    texts = tuple(caption_for({n: p.attributes[n] for n in names}) for p in (truth.source, truth.expected))
     return {"prompt": truth.prompt, "target": dict(truth.target),
-            "edit": S.edit_accuracy(read, truth.target, truth.source.attributes, visible)}
+            "edit": S.edit_accuracy(read, truth.target, truth.source.attributes, visible),
+            # the edit's frame changes against the captions' direction in CLIP; the true edit's beside it
+            "direction": {"cosine": _round(S.clip_direction(readers.clip, frames, source, *texts)),
+                          "reference": _round(S.clip_direction(readers.clip, expected, source, *texts))}}
 
 
 def _animate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
@@ -395,6 +402,10 @@ def _coded(frames: torch.Tensor, crf: int | None) -> torch.Tensor:
         with VideoWriter(path, fps=Fraction(24), width=frames.shape[-1], height=frames.shape[-2], crf=crf) as writer:
             writer.write(frames.clamp(0, 1))
         return read_all(path, dtype="float32").frames
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def _plain(value: Any) -> Any:

@@ -9,6 +9,8 @@ The scores (issue 8, following the paper's evaluation where one exists):
 
 - edit: :func:`edit_accuracy`: share of frames whose prompted attribute reads as prompted
   (zero-shot CLIP, the paper's Acc.) and share whose other attributes read unchanged;
+  :func:`clip_direction`: how well the frames' change agrees with the texts' direction in CLIP
+  (continuous: it shows an edit that moves the right way without yet reading as the new value);
 - temporal consistency: :func:`attribute_flips` (frame-to-frame changes of what CLIP reads) and
   :func:`frame_difference` relative to the source's own (:func:`temporal_consistency`);
 - interpolation: :func:`psnr` at held-out times (:func:`held_out`), beside baselines made with
@@ -230,6 +232,34 @@ def edit_accuracy(read: Readings, target: Mapping[str, str], source: Mapping[str
         "target": {a: tgt[a] for a in target},
         "others": oth,
     }
+
+
+def clip_direction(clip: Any, output: torch.Tensor, source: torch.Tensor, source_text: str, target_text: str,
+                   *, batch_size: int = 128) -> float | None:
+    """How far an edit moved each frame in the direction its texts ask: the mean over frames of
+    ``cos(CLIP_I(output) − CLIP_I(source), CLIP_T(target) − CLIP_T(source))``, the agreement the
+    training's directional loss raises (un-normalised embeddings, as there).
+
+    Args:
+        clip: a :class:`vsode.clip.ClipModel`.
+        output: the edited frames; ``source``: the unedited ones at the same times (``T×3×H×W``
+            in [0, 1]).
+        source_text, target_text: the descriptions of the unedited and the edited video.
+
+    Returns ``None`` when the two texts embed alike (no direction to compare with).
+    """
+    _same_shape(output, source)
+    text = clip.encode_text([source_text, target_text]).float()
+    direction = text[1] - text[0]
+    if float(direction.norm()) == 0:
+        return None
+    cosines = []
+    for start in range(0, output.shape[0], batch_size):
+        pair = torch.cat([output[start : start + batch_size], source[start : start + batch_size]])
+        image = clip.encode_image(pair.to(clip.device, torch.float32) * 2 - 1).float()
+        moved, base = image.chunk(2)
+        cosines.append(F.cosine_similarity(moved - base, direction[None], dim=-1))
+    return float(torch.cat(cosines).mean())
 
 
 def attribute_flips(read: Readings, visible: Visibility | None = None) -> dict[str, Any]:

@@ -418,7 +418,8 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
         s = scores[name]
         out[name] = {"prompt": s["prompt"], "accuracy": s["edit"]["accuracy"],
                      "others_unchanged": s["edit"]["others_unchanged"], "flip_rate": s["temporal"]["flip_rate"],
-                     "frame_diff_ratio": s["temporal"]["frame_diff_ratio"]}
+                     "frame_diff_ratio": s["temporal"]["frame_diff_ratio"],
+                     "clip_direction": s["direction"]["cosine"], "true_clip_direction": s["direction"]["reference"]}
     a = scores["animate"]
     out["animate"] = {**{f"r_{k}": v for k, v in a["correlation"].items()},
                       "portrait_attributes": a["attributes"]["all"]}
