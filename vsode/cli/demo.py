@@ -35,7 +35,8 @@ def demo(
 
     Renders a source clip (and the same at 8 fps), a driver clip and a portrait, with speech-like
     audio that follows the mouth; inverts the source; runs edit (a new hair and a new eye colour,
-    from the source's own caption to that caption with the colour changed, as in training), animate (the portrait moved by the driver), interpolate (8 -> 24 fps), extrapolate (+1 s) and
+    from the source's own caption to that caption with the colour changed, as in training),
+    animate (the portrait moved by the driver), interpolate (8 -> 24 fps), extrapolate (+1 s) and
     blend-motion (the driver's mouth) with --model (the built-in demo model by default). Writes
     the videos, a <output>.truth.json ground truth beside each output (for `vsode eval`),
     contact_sheet.png (rows: inputs and applications, columns: time) and report.json with every

@@ -26,8 +26,8 @@ def eval_(
     Recomputes the scores `vsode demo` reports for one output: what the tiny CLIP reads on its
     frames (edit accuracy, attributes kept, frame-to-frame flips), its frame difference against the
     source's, and per kind how well an edit's change agrees with its captions' direction in CLIP
-    (edit, beside the true edit's), the PSNR at held-out times with four baselines, the motionless content
-    code among them (interpolate), over the first 0.5 s past the end vs repeating the last frame
+    (edit, beside the true edit's), the PSNR at held-out times with four baselines, the motionless
+    content code among them (interpolate), over the first 0.5 s past the end vs repeating the last frame
     (extrapolate), the correlation of the measured mouth and head trajectories with the driver's
     (animate), or the motion energy inside and outside the mask (blend).
     """

@@ -32,7 +32,7 @@ from ..fileio import atomic_write_bytes
 from ..progress import Progress, ensure
 from . import scores as S
 from .regressor import true_motion
-from .world import VideoParams, caption_for, render_times
+from .world import VideoParams, caption, render_times
 
 TRUTH_FORMAT = "vsode/demo-truth@1"
 KINDS = ("edit", "animate", "interpolate", "extrapolate", "blend")
@@ -272,12 +272,13 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
     Always: ``attributes`` (:func:`~vsode.demo.scores.attribute_agreement` with the expected
     video's attributes) and ``temporal`` (:func:`~vsode.demo.scores.temporal_consistency` against
     the source's own motion, for animate the driver's). Then per kind: ``edit`` the edit accuracy,
-    the CLIP direction of its change (and of the true edit's) and PSNR vs the edited ground truth; ``animate`` the trajectory correlations (and the
-    regressor's reading of the ground truth as ``reference``) and attribute preservation;
-    ``interpolate`` PSNR at held-out times with four baselines (per-frame inversion, frame blend,
-    W+ lerp, and the motionless mean W+ of the inputs, VidStyleODE's content code alone);
-    ``extrapolate`` PSNR over the first 0.5 s past the end vs repeating the last frame; ``blend`` the motion energies and the
-    trajectories' correlations with A and B. Non-finite numbers become strings (``"inf"``).
+    the CLIP direction of its change (and of the true edit's) and PSNR vs the edited ground truth;
+    ``animate`` the trajectory correlations (and the regressor's reading of the ground truth as
+    ``reference``) and attribute preservation; ``interpolate`` PSNR at held-out times with four
+    baselines (per-frame inversion, frame blend, W+ lerp, and the motionless mean W+ of the inputs,
+    VidStyleODE's content code alone); ``extrapolate`` PSNR over the first 0.5 s past the end vs
+    repeating the last frame; ``blend`` the motion energies and the trajectories' correlations with
+    A and B. Non-finite numbers become strings (``"inf"``).
     """
     readers = readers or Readers()
     progress = ensure(progress)
@@ -292,6 +293,7 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
         expected = render_times(truth.expected, seconds, size=size)
         visible = {"eyes": S.eyes_visible(truth.expected, seconds)}
         read = S.read_attributes(readers.clip, frames)
+        # the video whose motion the output keeps (the driver's for animate), rendered once
         reference = truth.driver if truth.kind == "animate" else truth.source
         ref_frames = render_times(reference, seconds, size=size) if reference is not None else expected
         result: dict[str, Any] = {
@@ -302,24 +304,22 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
         }
         if truth.kind in ("edit", "animate"):
             result["psnr_db"] = _psnr(frames, expected)
-        result.update(_KIND_SCORES[truth.kind](frames, truth, readers, read, visible, expected))
+        result.update(_KIND_SCORES[truth.kind](frames, truth, readers, read, visible, expected, ref_frames))
     return _plain(result)
 
 
-def _edit(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+def _edit(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
     assert truth.source is not None
-    source = render_times(truth.source, truth.seconds(), size=frames.shape[-1])
-    # the captions' words: hair and eyes, and any other attribute the edit targets (skin)
-    names = ("hair", "eyes") + tuple(a for a in truth.target if a not in ("hair", "eyes"))
-    texts = tuple(caption_for({n: p.attributes[n] for n in names}) for p in (truth.source, truth.expected))
+    # the captions name hair and eyes, and skin where the edit changes it
+    texts = tuple(caption(p, skin="skin" in truth.target) for p in (truth.source, truth.expected))
     return {"prompt": truth.prompt, "target": dict(truth.target),
             "edit": S.edit_accuracy(read, truth.target, truth.source.attributes, visible),
             # the edit's frame changes against the captions' direction in CLIP; the true edit's beside it
-            "direction": {"cosine": _round(S.clip_direction(readers.clip, frames, source, *texts)),
-                          "reference": _round(S.clip_direction(readers.clip, expected, source, *texts))}}
+            "direction": {"cosine": _round(S.clip_direction(readers.clip, frames, reference, *texts)),
+                          "reference": _round(S.clip_direction(readers.clip, expected, reference, *texts))}}
 
 
-def _animate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+def _animate(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
     seconds = truth.seconds()
     motion = true_motion(truth.expected, seconds)
     return {
@@ -328,7 +328,7 @@ def _animate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
     }
 
 
-def _interpolate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+def _interpolate(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
     assert truth.source is not None
     size = frames.shape[-1]
     held, before, weight = S.held_out(truth.times, truth.source_times)
@@ -351,7 +351,7 @@ def _interpolate(frames, truth, readers, read, visible, expected) -> dict[str, A
     return {"interpolation": scores}
 
 
-def _extrapolate(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+def _extrapolate(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
     assert truth.source is not None
     last = max(truth.source_times)
     new = [k for k, t in enumerate(truth.times) if t > last]
@@ -367,11 +367,10 @@ def _extrapolate(frames, truth, readers, read, visible, expected) -> dict[str, A
     return {"extrapolation": scores}
 
 
-def _blend(frames, truth, readers, read, visible, expected) -> dict[str, Any]:
+def _blend(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
     assert truth.source is not None and truth.driver is not None
     seconds, size = truth.seconds(), frames.shape[-1]
-    a = render_times(truth.source, seconds, size=size)
-    b = render_times(truth.driver, seconds, size=size)
+    a, b = reference, render_times(truth.driver, seconds, size=size)
     mask = S.grid_to_pixels(truth.mask, size)
     measured = readers.regressor.measure(frames)
     motion_a, motion_b = true_motion(truth.source, seconds), true_motion(truth.driver, seconds)

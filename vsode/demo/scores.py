@@ -249,14 +249,14 @@ def clip_direction(clip: Any, output: torch.Tensor, source: torch.Tensor, source
     Returns ``None`` when the two texts embed alike (no direction to compare with).
     """
     _same_shape(output, source)
-    text = clip.encode_text([source_text, target_text]).float()
+    text = clip.encode_text([source_text, target_text])
     direction = text[1] - text[0]
     if float(direction.norm()) == 0:
         return None
     cosines = []
     for start in range(0, output.shape[0], batch_size):
         pair = torch.cat([output[start : start + batch_size], source[start : start + batch_size]])
-        image = clip.encode_image(pair.to(clip.device, torch.float32) * 2 - 1).float()
+        image = clip.encode_image(pair.to(clip.device, torch.float32) * 2 - 1)
         moved, base = image.chunk(2)
         cosines.append(F.cosine_similarity(moved - base, direction[None], dim=-1))
     return float(torch.cat(cosines).mean())

@@ -92,18 +92,18 @@ def score_seeds(seeds: Iterable[int], options: DemoOptions | None = None, *, out
     """
     options = options or DemoOptions()
     progress = ensure(progress)
-    per_seed: dict[int, dict[str, Any]] = {}
+    summaries: dict[int, dict[str, Any]] = {}
     model: dict[str, Any] = {}
     for seed in seeds:
         with _folder(out_dir, seed) as folder:
             report = run_demo(folder, dataclasses.replace(options, seed=seed), progress=progress)
-        per_seed[seed] = derived(report["summary"])
+        summaries[seed] = report["summary"]
         model = report["model"]
     return {
         "model": model,
         "options": {"seconds": options.seconds, "fps": str(options.fps), "size": options.size},
-        "per_seed": per_seed,
-        "mean": aggregate(list(per_seed.values())),
+        "per_seed": {seed: derived(s) for seed, s in summaries.items()},
+        "mean": aggregate(list(summaries.values())),
     }
 
 

@@ -374,15 +374,16 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     texts = [f"{value} {attr}" for attr, value in prompts.values()]
     # Described as the training captions were: the source's own caption, and as target the same
     # caption with one colour changed (`vsode edit --source TEXT --raw-prompt --prompt TEXT`).
+    edited = {name: with_appearance(source, **{attr: value}) for name, (attr, value) in prompts.items()}
     described = caption(source)
-    targets = [caption(with_appearance(source, **{attr: value})) for attr, value in prompts.values()]
+    targets = [caption(params) for params in edited.values()]
     result = api.edit(src, EditOptions(prompts=tuple(targets), source=described, raw_prompt=True,
                                        strength=EDIT_STRENGTH, **common),
                       outputs=[out / n for n in names], progress=progress)
     ran("edit", result, started, prompts=texts, source_text=described, target_texts=targets,
         strength=EDIT_STRENGTH)
     for name, (attr, value) in prompts.items():
-        truths[name] = Truth("edit", src_times, with_appearance(source, **{attr: value}), source=source,
+        truths[name] = Truth("edit", src_times, edited[name], source=source,
                              target={attr: value}, prompt=f"{value} {attr}", crf=CRF)
 
     started = time.perf_counter()
