@@ -9,6 +9,7 @@ import torch
 from .errors import InputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16", "auto")  # fp32 = the reference; auto = bf16 on CUDA, fp32 elsewhere
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:
@@ -34,6 +35,12 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
             )
         return device
     raise InputError(f"--device {spec!r} is not one of auto, cpu, cuda, cuda:N")
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Whether ``precision`` (one of :data:`PRECISIONS`) runs the bf16 fast path on ``device``:
+    ``bf16`` always, ``auto`` on CUDA only, ``fp32`` never."""
+    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
 
 def seed_everything(seed: int | None) -> None:

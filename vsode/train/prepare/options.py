@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ...invert import PRECISIONS
+from ...device import PRECISIONS
 
 PREPARED_FORMAT = "vsode/train-data@1"
 DEFAULT_SIZE = 256

@@ -210,7 +210,7 @@ def prepare_dataset(
             ``skip_bad``) a video that cannot be read.
         FFmpegError: ffmpeg failed on a video (without ``skip_bad``).
     """
-    from ...device import resolve_device
+    from ...device import resolve_device, use_bf16
 
     options = options or PrepareOptions()
     progress = ensure(progress)
@@ -241,7 +241,7 @@ def prepare_dataset(
                                    precision=options.precision, use_cache=False, cache_dir=options.cache_dir)
     with progress.stage("load models"):
         models = load_models(invert_options, device)
-    fast = options.precision == "bf16" or (options.precision == "auto" and device.type == "cuda")
+    fast = use_bf16(options.precision, device)
     settings = _settings(kind, size, models, "bf16" if fast else "fp32", options, demo_config)
 
     _check_settings(root, settings, options.force)
