@@ -20,6 +20,7 @@ from vsode.train.losses import (
     directional_loss,
     latent_hinge,
     pick_frames,
+    psnr,
     self_similarity,
     structure_loss,
 )
@@ -103,6 +104,20 @@ def test_schedules_round_trip_and_refuse_nonsense():
         LambdaSchedule(warm=0, lo=0, hi=float("nan"), end=5)
     with pytest.raises(InputError, match="exactly the fields"):
         LambdaSchedule.from_dict({"warm": 0, "lo": 0, "hi": 1})
+
+
+def test_psnr_known_answers_pooled_and_per_image():
+    a = torch.zeros(2, 3, 4, 4)
+    b = a.clone()
+    b[0] += 0.1  # image 0: MSE 0.01 → 20 dB; image 1: equal
+    assert psnr(a, a) == math.inf
+    # pooled: one MSE over both images (0.005) → 10·log10(200)
+    assert psnr(a, b) == pytest.approx(10 * math.log10(200))
+    per = psnr(a, b, per_image=True)
+    assert per.dtype == torch.float64 and per.tolist() == pytest.approx([20.0, 100.0])  # floor 1e-10
+    assert psnr(a, b, per_image=True, dtype=torch.float32).dtype == torch.float32
+    with pytest.raises(InputError, match="cannot be compared"):
+        psnr(a, b[:1])
 
 
 def test_pick_frames():

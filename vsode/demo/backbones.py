@@ -44,6 +44,7 @@ from ..encoders import Encoder, EncoderArch, GradualStyleEncoder, load_encoder, 
 from ..errors import InputError
 from ..fileio import atomic_write_bytes
 from ..stylegan2 import Generator, load_generator
+from ..train.losses import psnr
 from .world import render_times, sample_params
 
 SIZE = 64
@@ -140,12 +141,6 @@ def _render_loader(seed: int, steps: int, batch: int, workers: int) -> Any:
 
 
 # --- metrics --------------------------------------------------------------------------------------
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of two B×3×H×W batches in [0, 1]."""
-    mse = (a.float() - b.float()).square().flatten(1).mean(1)
-    return -10 * torch.log10(mse.clamp_min(1e-10))
 
 
 @torch.no_grad()
@@ -310,7 +305,8 @@ def train_demo_autoencoder(
         loss.backward()
         optimiser.step()
         with torch.no_grad():
-            running.append(psnr((fake.clamp(-1, 1) + 1) / 2, (real + 1) / 2).mean().item())
+            shown = (fake.clamp(-1, 1) + 1) / 2
+            running.append(psnr(shown, (real + 1) / 2, per_image=True, dtype=torch.float32).mean().item())
         if (step + 1) % opt.log_every == 0 or step + 1 == steps:
             record(
                 {
@@ -434,7 +430,7 @@ def evaluate(
     for offset in range(0, n, 64):
         images = held_out_renders(min(64, n - offset), offset=offset)
         fake = reconstruct(encoder, images)
-        per_image.append(psnr(fake, images))
+        per_image.append(psnr(fake, images, per_image=True, dtype=torch.float32))
         mse.append((fake - images).square().flatten(1).mean(1))
     per_image, pooled = torch.cat(per_image), torch.cat(mse).mean()
     return {

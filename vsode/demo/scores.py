@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..train.losses import psnr  # pooled over every frame, in float64
 from .world import ATTRIBUTES, VideoParams, caption_for, region_masks
 
 NAMED = ("hair", "eyes", "skin")  # the attributes captions name (the background never is)
@@ -51,13 +52,6 @@ Visibility = Mapping[str, Sequence[bool] | np.ndarray]
 
 
 # --- pixels ----------------------------------------------------------------------------------------
-
-
-def psnr(output: torch.Tensor, truth: torch.Tensor) -> float:
-    """PSNR in dB of images in [0, 1], pooled over every frame (one MSE); ``inf`` when equal."""
-    _same_shape(output, truth)
-    mse = torch.mean((output.double() - truth.double()) ** 2).item()
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def frame_difference(frames: torch.Tensor) -> float:

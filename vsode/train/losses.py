@@ -90,6 +90,34 @@ class LambdaSchedule:
         return cls(**data)
 
 
+# --- the reconstruction metric -------------------------------------------------------------------
+
+
+def psnr(
+    output: torch.Tensor, truth: torch.Tensor, *, per_image: bool = False, dtype: torch.dtype = torch.float64
+) -> float | torch.Tensor:
+    """Peak signal-to-noise ratio in dB of images in [0, 1]: ``10·log10(1 / MSE)`` (peak 1).
+
+    The one PSNR of vsode: validation during training, the demo's scores and its backbones' metrics.
+
+    Args:
+        output, truth: images of the same shape, values in [0, 1] (not clamped here); the leading
+            dimension indexes the images (frames).
+        per_image: ``False``: one MSE pooled over every pixel of every image, returned as a float
+            (``inf`` when the images are equal). ``True``: one PSNR per image, a tensor of the
+            leading dimension, each MSE floored at 1e-10 (so at most 100 dB).
+        dtype: what the difference is squared and averaged in: float64 for the demo's scores,
+            float32 where training logs it (the numbers each has always reported).
+    """
+    if output.shape != truth.shape:
+        raise InputError(f"frames of shape {tuple(output.shape)} cannot be compared with {tuple(truth.shape)}")
+    squared = (output.to(dtype) - truth.to(dtype)).square()
+    if per_image:
+        return -10 * torch.log10(squared.flatten(1).mean(1).clamp_min(1e-10))
+    mse = squared.mean().item()
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
 # --- CLIP losses ---------------------------------------------------------------------------------
 
 

@@ -38,7 +38,7 @@ from .objective import (
 )
 from .options import RUN_FORMAT, SAMPLING, STATE_FORMAT, TrainOptions, split_overrides
 from .run import TrainResult, load_train_state, run_config, train
-from .validate import psnr, reconstruct_video
+from .validate import reconstruct_video
 
 __all__ = [
     "RUN_FORMAT",
@@ -53,7 +53,6 @@ __all__ = [
     "init_distributed",
     "load_train_state",
     "observation_mask",
-    "psnr",
     "reconstruct_video",
     "run_config",
     "split_overrides",

@@ -3,7 +3,6 @@ content code, and sample videos."""
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from pathlib import Path
@@ -14,14 +13,9 @@ import torch.nn.functional as F
 
 from ...errors import InputError
 from ...model import ModelConfig, VidStyleODE
+from ..losses import psnr
 from .objective import Backbones
 from .options import TrainOptions
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR in dB of two image batches in [0, 1]."""
-    mse = F.mse_loss(a.clamp(0, 1), b.clamp(0, 1)).item()
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 @torch.no_grad()
@@ -76,11 +70,11 @@ def _validate(
         frames, w = data.load(video.id, indices)
         out = reconstruct_video(model, backbones, frames, w, tau)
         frames = frames.to(out.device)
-        scores.append(psnr(out, frames))
+        scores.append(psnr(out, frames, dtype=torch.float32))
         # the motionless baseline: every frame rendered from the content code alone
         still = backbones.generator.synthesize(w.mean(0, keepdim=True).to(out.device), noise="const")
         still = F.interpolate(still, size=tuple(frames.shape[-2:]), mode="bicubic", align_corners=False)
-        static.append(psnr((still / 2 + 0.5).clamp(0, 1).expand_as(out), frames))
+        static.append(psnr((still / 2 + 0.5).clamp(0, 1).expand_as(out), frames, dtype=torch.float32))
         emb = backbones.clip.encode_image(out.to(next(model.parameters()).device) * 2 - 1).float()
         emb = F.normalize(emb, dim=-1)
         consistency.append(float((emb @ emb.T).mean()))
