@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..video.decode import put_unless_halted
 from .prepare import PREPARED_FORMAT
 
 FALLBACK_CAPTION = "a photo of a person"  # a video without a caption is described as this
@@ -465,23 +466,14 @@ def prefetched(items: Iterator[T], depth: int = PREFETCH_BATCHES) -> Iterator[T]
     out: queue.Queue = queue.Queue(maxsize=depth)
     halt = threading.Event()
 
-    def put(item: tuple[int, Any]) -> bool:
-        while not halt.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     def work() -> None:
         try:
             for item in items:
-                if not put((_ITEM, item)):
+                if not put_unless_halted(out, (_ITEM, item), halt):
                     return
-            put((_END, None))
+            put_unless_halted(out, (_END, None), halt)
         except BaseException as exc:  # noqa: BLE001 - raised again in the consumer
-            put((_ERROR, exc))
+            put_unless_halted(out, (_ERROR, exc), halt)
         finally:
             close = getattr(items, "close", None)
             if close is not None:

@@ -97,6 +97,22 @@ def _fill(stream: IO[bytes], buffer: bytearray) -> int:
     return got
 
 
+def put_unless_halted(out: queue.Queue, item: object, halt: threading.Event) -> bool:
+    """Put ``item`` into the bounded queue ``out``, waiting for room in 0.1 s slices; give up once
+    ``halt`` is set (the consumer went away) and return False. True when ``item`` was put.
+
+    The one producer-side put of vsode's streams (decoding, training prefetch, prepare's workers):
+    a plain blocking ``put`` would hang forever on a full queue nobody reads any more.
+    """
+    while not halt.is_set():
+        try:
+            out.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
 def _reader(
     stream: IO[bytes], frame_bytes: int, batch_size: int, out: queue.Queue, halt: threading.Event
 ) -> None:
@@ -105,26 +121,17 @@ def _reader(
     A stream ending inside a frame ends with ``_PARTIAL`` instead: ffmpeg died mid-frame.
     """
 
-    def put(item: object) -> bool:
-        while not halt.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
     try:
         while True:
             buffer = bytearray(frame_bytes * batch_size)
             got = _fill(stream, buffer)
-            if got >= frame_bytes and not put((buffer, got // frame_bytes)):
+            if got >= frame_bytes and not put_unless_halted(out, (buffer, got // frame_bytes), halt):
                 return
             if got < len(buffer):
-                put(_PARTIAL if got % frame_bytes else _EOF)
+                put_unless_halted(out, _PARTIAL if got % frame_bytes else _EOF, halt)
                 return
     except BaseException as exc:  # handed to the consumer, which re-raises it
-        put(exc)
+        put_unless_halted(out, exc, halt)
 
 
 def read_frames(

@@ -22,6 +22,7 @@ from ...checkpoints.cache import sha256_file
 from ...errors import InputError
 from ...fileio import atomic_write_bytes
 from ...invert import InvertOptions, alignment_track, center_square
+from ...video.decode import put_unless_halted
 from .sources import _Source
 
 @dataclass
@@ -49,13 +50,8 @@ class _Halted(Exception):
 
 
 def _put(out: queue.Queue, item: object, halt: threading.Event) -> None:
-    while not halt.is_set():
-        try:
-            out.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-    raise _Halted
+    if not put_unless_halted(out, item, halt):
+        raise _Halted
 
 
 def _png(frame: np.ndarray) -> bytes:
