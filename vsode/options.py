@@ -21,17 +21,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, ClassVar
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .errors import InputError
+
+if TYPE_CHECKING:  # torch is imported where a mask is made, so that the CLI starts without it
+    import torch
 
 PRECISIONS = ("fp32", "bf16", "auto")
 CONTENT_MODES = ("mean", "first")
 ALIGN_MODES = ("auto", "on", "off")
 DEFAULT_MODEL = "vidstyleode-demo"
+# The encoder DEFAULT_MODEL was trained with (its checkpoint's backbones record it; a test holds
+# the two together): `vsode invert`'s default, so that its latents fit the apps' default model.
+DEFAULT_ENCODER = "psp-demo"
 # How the training captions were written (vsode.demo.world.CAPTION_TEMPLATE, the released
 # RAVDESS descriptions); ``--raw-prompt`` uses the prompt as it is.
 PROMPT_TEMPLATE = "a photo of a person with {}"
@@ -282,6 +285,8 @@ def region_mask(region: Region | str, grid: tuple[int, int]) -> torch.Tensor:
 
     Raises InputError when a grid string or mask image does not fit the grid.
     """
+    import torch
+
     region = region if isinstance(region, Region) else parse_region(region)
     h, w = grid
     if region.names:
@@ -307,6 +312,8 @@ def region_mask(region: Region | str, grid: tuple[int, int]) -> torch.Tensor:
 
 
 def _mask_image(path: Path, grid: tuple[int, int]) -> torch.Tensor:
+    import numpy as np
+    import torch
     from PIL import Image, UnidentifiedImageError
 
     h, w = grid

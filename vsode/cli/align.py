@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+from .common import BatchOpt, DeviceOpt, FaceIndexOpt, ForceOpt, JsonOpt, NoAudioOpt, QuietOpt, VerboseOpt, session
 
 
 def align(
@@ -24,7 +24,7 @@ def align(
         Optional[Path],
         typer.Option("--track", help="Use this saved track instead of detecting faces (identical reruns).", metavar="FILE"),
     ] = None,
-    face_index: Annotated[int, typer.Option("--face-index", help="Which face when there are several: 0 = largest, 1 = next ... (a --track has its own).", min=0)] = 0,
+    face_index: FaceIndexOpt = 0,
     sigma_center: Annotated[
         Optional[float],
         typer.Option("--sigma-center", help="Gaussian smoothing of the crop's centre, in frames (default: 1, or the --track's).", min=0),
@@ -37,8 +37,8 @@ def align(
     detect_size: Annotated[
         int, typer.Option("--detect-size", help="Longest side frames are scaled to for face detection (0 = full size).", min=0)
     ] = 640,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per batch; bounds memory.", min=1)] = 8,
-    no_audio: Annotated[bool, typer.Option("--no-audio", help="Do not copy the input's audio into the crop video.")] = False,
+    batch_size: BatchOpt = 8,
+    no_audio: NoAudioOpt = False,
     device: DeviceOpt = "auto",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
@@ -50,7 +50,8 @@ def align(
     The crop follows the FFHQ recipe (eye centres and mouth corners) and is smoothed over time
     (--sigma-center, --sigma-scale). Frames without a face are never dropped: their crop is
     interpolated from the neighbouring frames (held at the ends), and they are listed in the
-    result ("missing"). The track file lets later runs crop, and paste edits back, identically.
+    result ("missing"). The track file lets later runs crop, and paste edits back, identically;
+    a --track follows the face it was made for, whatever --face-index says.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..align import AlignOptions, align_video, load_track

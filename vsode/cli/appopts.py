@@ -1,5 +1,11 @@
 """Options shared by the five applications (edit, animate, interpolate, extrapolate, blend-motion),
-declared once, and the one-line report of what they wrote."""
+declared once, and the one-line report of what they wrote.
+
+The options the applications share with invert, align and prepare (--batch-size, --precision,
+--align, --face-index, --no-audio, --no-cache) are in :mod:`.common`. Every default is the field's
+default in :mod:`vsode.options`, and :func:`.common.build_options` turns the parsed parameters
+into the options dataclass.
+"""
 
 from __future__ import annotations
 
@@ -24,30 +30,14 @@ OutputsOpt = Annotated[
     Optional[list[Path]],
     typer.Option("--output", "-o", help="Video to write, once per output in --prompt order (default: beside the input, named after it and the prompt).", metavar="FILE"),
 ]
-BatchOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Frames per batch in every stage; bounds memory.")]
-PrecisionOpt = Annotated[
-    str, typer.Option("--precision", help="fp32 (reference), bf16 (generator in bfloat16) or auto (bf16 on CUDA).")
-]
 ContentOpt = Annotated[
     str, typer.Option("--content", help="Content code: mean of the frames' inversions, or the first frame's.", metavar="mean|first")
 ]
 CrfOpt = Annotated[int, typer.Option("--crf", help="x264 quality: 0 lossless, 18 visually lossless, 51 worst.")]
-NoAudioOpt = Annotated[bool, typer.Option("--no-audio", help="Do not copy the source's audio.")]
 CropOnlyOpt = Annotated[
     bool,
     typer.Option("--crop-only", help="Write the generated (aligned) face crop instead of pasting it back into the full frames. Re-timed outputs and unaligned inputs are always the crop."),
 ]
-AlignOpt = Annotated[
-    Optional[bool],
-    typer.Option("--align/--no-align", help="FFHQ-align the faces first (default: yes, unless the model's encoder needs none; the centre square when no face is found). --no-align uses the centre square of already aligned footage.", show_default=False),
-]
-FaceIndexOpt = Annotated[int, typer.Option("--face-index", help="Which face to follow when there are several: 0 the largest, 1 the next...")]
-
-
-def align_mode(align: bool | None) -> str:
-    """``--align/--no-align`` (or neither) as RenderOptions.align."""
-    return "auto" if align is None else ("on" if align else "off")
-NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store inversions in the cache.")]
 PromptsOpt = Annotated[
     list[str],
     typer.Option("--prompt", "-p", help="Attribute to give the face, e.g. 'blue eyes' (repeat for several outputs).", metavar="TEXT"),

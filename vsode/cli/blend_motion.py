@@ -7,26 +7,36 @@ from typing import Annotated
 
 import typer
 
+from ..options import BlendOptions, RenderOptions
 from .appopts import (
-    AlignOpt,
-    BatchOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
-    FaceIndexOpt,
     LatentsOpt,
     ModelOpt,
-    NoAudioOpt,
-    NoCacheOpt,
     OutputOpt,
-    PrecisionOpt,
-    align_mode,
     report,
 )
-from .common import CacheDirOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+from .common import (
+    AlignOpt,
+    BatchOpt,
+    CacheDirOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    ForceOpt,
+    JsonOpt,
+    NoAudioOpt,
+    NoCacheOpt,
+    PrecisionOpt,
+    QuietOpt,
+    VerboseOpt,
+    build_options,
+    session,
+)
 
 
 def blend_motion(
+    ctx: typer.Context,
     videos: Annotated[list[Path], typer.Argument(help="A B: A gives the appearance and the motion outside the region, B the motion inside (with --latents for A, give only B).", metavar="A B", show_default=False)],
     region: Annotated[
         str,
@@ -34,19 +44,19 @@ def blend_motion(
     ],
     output: OutputOpt = None,
     latents: LatentsOpt = None,
-    model: ModelOpt = "vidstyleode-demo",
-    batch_size: BatchOpt = 8,
-    precision: PrecisionOpt = "fp32",
-    content: ContentOpt = "mean",
-    crf: CrfOpt = 18,
-    no_audio: NoAudioOpt = False,
+    model: ModelOpt = RenderOptions.model,
+    batch_size: BatchOpt = RenderOptions.batch_size,
+    precision: PrecisionOpt = RenderOptions.precision,
+    content: ContentOpt = RenderOptions.content,
+    crf: CrfOpt = RenderOptions.crf,
+    no_audio: NoAudioOpt = not RenderOptions.keep_audio,
     align: AlignOpt = None,
-    face_index: FaceIndexOpt = 0,
-    crop_only: CropOnlyOpt = False,
-    no_cache: NoCacheOpt = False,
-    device: DeviceOpt = "auto",
-    cache_dir: CacheDirOpt = None,
-    force: ForceOpt = False,
+    face_index: FaceIndexOpt = RenderOptions.face_index,
+    crop_only: CropOnlyOpt = RenderOptions.crop_only,
+    no_cache: NoCacheOpt = not RenderOptions.use_cache,
+    device: DeviceOpt = RenderOptions.device,
+    cache_dir: CacheDirOpt = RenderOptions.cache_dir,
+    force: ForceOpt = RenderOptions.force,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -61,15 +71,8 @@ def blend_motion(
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import blend_motion as run
         from ..errors import InputError
-        from ..options import BlendOptions
 
-        options = BlendOptions(
-            region=region,
-            model=model, batch_size=batch_size, precision=precision, content=content, crf=crf,
-            keep_audio=not no_audio, crop_only=crop_only, use_cache=not no_cache, device=device,
-            align=align_mode(align), face_index=face_index,
-            cache_dir=cache_dir, force=force,
-        )
+        options = build_options(BlendOptions, ctx.params, skip=("videos", "output", "latents"))
         wanted = 1 if latents is not None else 2
         if len(videos) not in (wanted, 2):
             raise InputError("give two videos, A and B (or only B with --latents for A)")

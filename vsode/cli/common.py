@@ -1,20 +1,24 @@
 """What every subcommand shares: option aliases, the stderr console, error handling, JSON output.
 
-Commands follow one shape: parse options, open a :func:`session`, make one library call, render
-its result with :meth:`Ui.result`. Library code raises :class:`vsode.errors.VsodeError`; the
-session turns it into one line on stderr and the error's exit code.
+Commands follow one shape: parse options, open a :func:`session`, build the options dataclass
+with :func:`build_options`, make one library call, render its result with :meth:`Ui.result`.
+Library code raises :class:`vsode.errors.VsodeError`; the session turns it into one line on
+stderr and the error's exit code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import operator
 import os
 import signal
 import sys
 import traceback
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Annotated, Any, Iterator, Optional
+from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
@@ -31,6 +35,8 @@ from rich.progress import (
 
 from ..errors import EXIT_FAILURE, EXIT_INTERRUPTED, VsodeError
 from ..progress import Progress, Stage
+
+T = TypeVar("T")
 
 # Shared options, declared once (STYLE habit 11).
 JsonOpt = Annotated[
@@ -56,6 +62,92 @@ CacheDirOpt = Annotated[
 OfflineOpt = Annotated[
     bool, typer.Option("--offline", help="Never touch the network (same as VSODE_OFFLINE=1).")
 ]
+
+# Options of every command that reads faces (the apps, invert, align, prepare): one help text and
+# one bound each. Their defaults are the options dataclasses' fields (vsode.options.RenderOptions).
+BatchOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", help="Frames per batch in every stage; bounds memory.", min=1)
+]
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision",
+        help="fp32 (reference), bf16 (the networks' bfloat16 fast path) or auto (bf16 on CUDA).",
+        metavar="fp32|bf16|auto",
+    ),
+]
+AlignOpt = Annotated[
+    Optional[bool],
+    typer.Option(
+        "--align/--no-align",
+        help="FFHQ-align the faces first (default: yes, unless the encoder needs none; the centre "
+        "square when no face is found). --no-align takes the centre square, for already aligned footage.",
+        show_default=False,
+    ),
+]
+FaceIndexOpt = Annotated[
+    int,
+    typer.Option("--face-index", help="Which face to follow when there are several: 0 the largest, 1 the next...", min=0),
+]
+NoAudioOpt = Annotated[bool, typer.Option("--no-audio", help="Do not copy the input's audio.")]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Neither read nor store inversions in the cache.")]
+# `train` and `prepare` resume an output folder; starting it over is --restart. Their --force,
+# which meant that before, stays as a hidden alias so that scripts keep working.
+RestartOpt = Annotated[
+    bool,
+    typer.Option(
+        "--restart",
+        help="Start over instead of resuming the output folder, accepting settings other than the ones "
+        "recorded there. (-f/--force, its old spelling here, still works but is deprecated.)",
+    ),
+]
+DeprecatedForceOpt = Annotated[
+    bool, typer.Option("--force", "-f", hidden=True, help="Deprecated spelling of --restart.")
+]
+
+
+def align_mode(align: bool | None) -> str:
+    """``--align/--no-align`` (or neither) as the options' ``align``: ``on``, ``off`` or ``auto``."""
+    return "auto" if align is None else ("on" if align else "off")
+
+
+def restart_flag(ui: Ui, restart: bool, force: bool) -> bool:
+    """``--restart``, or its deprecated spelling ``--force`` (with a note on stderr)."""
+    if force:
+        ui.info("vsode: warning: --force is deprecated here and will be removed; use --restart")
+    return restart or force
+
+
+# CLI spellings of option fields: a negated flag, a repeatable option, a tri-state switch.
+_SPELLINGS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "no_audio": ("keep_audio", operator.not_),
+    "no_cache": ("use_cache", operator.not_),
+    "align": ("align", align_mode),
+    "prompt": ("prompts", tuple),
+}
+_SESSION_PARAMS = frozenset({"json_out", "quiet", "verbose"})
+
+
+def build_options(cls: type[T], params: Mapping[str, Any], *, skip: Iterable[str] = (), **given: Any) -> T:
+    """An options dataclass from a command's parsed parameters (``ctx.params``), field by field.
+
+    A parameter fills the field of its own name, or of its CLI spelling (``--no-audio`` gives
+    ``keep_audio=False``, ``--prompt`` the ``prompts`` tuple, ``--align/--no-align`` ``align``).
+    ``given`` fields win over parameters of the same name; ``skip`` names the command's inputs and
+    outputs, which are not options. Any other parameter that fills no field is a mistake in the
+    command, so it fails here rather than being ignored.
+    """
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+    skipped = set(skip) | _SESSION_PARAMS | set(given)
+    values: dict[str, Any] = {}
+    for name, value in params.items():
+        if name in skipped:
+            continue
+        field, convert = _SPELLINGS.get(name, (name, lambda v: v))
+        if field not in fields:
+            raise TypeError(f"parameter {name!r} fills no field of {cls.__name__}: skip it or give it")
+        values[field] = convert(value)
+    return cls(**values, **given)
 
 
 def _no_color() -> bool:

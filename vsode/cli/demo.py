@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +19,7 @@ ThreadsOpt = Annotated[
 def demo(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the demo's videos, sheet and report.")] = Path("vsode-demo"),
     seconds: Annotated[float, typer.Option("--seconds", help="Length of the rendered clips in seconds.")] = 3.0,
-    fps: Annotated[str, typer.Option("--fps", help="Frame rate of the rendered clips (a rational such as 24 or 30000/1001).")] = "24",
+    fps: Annotated[str, typer.Option("--fps", help="Frame rate of the rendered clips: 24, 29.97 or 30000/1001 (read like interpolate's --fps).", metavar="R")] = "24",
     size: Annotated[int, typer.Option("--size", help="Side of the rendered videos in pixels: 64, 128 or 256.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Picks the faces and their motion.")] = 0,
     model: ModelOpt = "vidstyleode-demo",
@@ -45,13 +44,10 @@ def demo(
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..demo.showcase import DemoOptions, run_demo
         from ..device import resolve_device
-        from ..errors import InputError
 
-        try:
-            rate = Fraction(fps)
-        except (ValueError, ZeroDivisionError) as err:
-            raise InputError(f"--fps {fps!r} is not a number or a ratio like 30000/1001") from err
-        options = DemoOptions(seconds=seconds, fps=rate, size=size, seed=seed, model=model, force=force,
+        from ..options import parse_rate
+
+        options = DemoOptions(seconds=seconds, fps=parse_rate(fps), size=size, seed=seed, model=model, force=force,
                               device=str(resolve_device(device)), threads=threads)
         report = run_demo(out_dir, options, progress=ui.progress)
         ui.result(report, human=summary_lines(report, out_dir))

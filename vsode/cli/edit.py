@@ -7,50 +7,60 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..options import EditOptions, RenderOptions
 from .appopts import (
-    AlignOpt,
-    BatchOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
-    FaceIndexOpt,
     LatentsOpt,
     ModelOpt,
-    NoAudioOpt,
-    NoCacheOpt,
     OutputsOpt,
-    PrecisionOpt,
     PromptsOpt,
     RawPromptOpt,
     SourceOpt,
     StrengthOpt,
-    align_mode,
     report,
 )
-from .common import CacheDirOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+from .common import (
+    AlignOpt,
+    BatchOpt,
+    CacheDirOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    ForceOpt,
+    JsonOpt,
+    NoAudioOpt,
+    NoCacheOpt,
+    PrecisionOpt,
+    QuietOpt,
+    VerboseOpt,
+    build_options,
+    session,
+)
 
 
 def edit(
+    ctx: typer.Context,
     video: Annotated[Optional[Path], typer.Argument(help="Input video or image (may be left out with --latents).", show_default=False)] = None,
     prompt: PromptsOpt = [],
-    source: SourceOpt = "a photo of a person",
-    strength: StrengthOpt = 1.3,
-    raw_prompt: RawPromptOpt = False,
+    source: SourceOpt = EditOptions.source,
+    strength: StrengthOpt = EditOptions.strength,
+    raw_prompt: RawPromptOpt = EditOptions.raw_prompt,
     output: OutputsOpt = None,
     latents: LatentsOpt = None,
-    model: ModelOpt = "vidstyleode-demo",
-    batch_size: BatchOpt = 8,
-    precision: PrecisionOpt = "fp32",
-    content: ContentOpt = "mean",
-    crf: CrfOpt = 18,
-    no_audio: NoAudioOpt = False,
+    model: ModelOpt = RenderOptions.model,
+    batch_size: BatchOpt = RenderOptions.batch_size,
+    precision: PrecisionOpt = RenderOptions.precision,
+    content: ContentOpt = RenderOptions.content,
+    crf: CrfOpt = RenderOptions.crf,
+    no_audio: NoAudioOpt = not RenderOptions.keep_audio,
     align: AlignOpt = None,
-    face_index: FaceIndexOpt = 0,
-    crop_only: CropOnlyOpt = False,
-    no_cache: NoCacheOpt = False,
-    device: DeviceOpt = "auto",
-    cache_dir: CacheDirOpt = None,
-    force: ForceOpt = False,
+    face_index: FaceIndexOpt = RenderOptions.face_index,
+    crop_only: CropOnlyOpt = RenderOptions.crop_only,
+    no_cache: NoCacheOpt = not RenderOptions.use_cache,
+    device: DeviceOpt = RenderOptions.device,
+    cache_dir: CacheDirOpt = RenderOptions.cache_dir,
+    force: ForceOpt = RenderOptions.force,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -65,14 +75,7 @@ def edit(
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import edit as run
-        from ..options import EditOptions
 
-        options = EditOptions(
-            prompts=tuple(prompt), source=source, strength=strength, raw_prompt=raw_prompt,
-            model=model, batch_size=batch_size, precision=precision, content=content, crf=crf,
-            keep_audio=not no_audio, crop_only=crop_only, use_cache=not no_cache, device=device,
-            align=align_mode(align), face_index=face_index,
-            cache_dir=cache_dir, force=force,
-        )
+        options = build_options(EditOptions, ctx.params, skip=("video", "output", "latents"))
         result = run(video, options, latents=latents, outputs=output, progress=ui.progress)
         ui.result(result.to_dict(), human=report(result))

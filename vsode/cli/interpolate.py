@@ -7,45 +7,55 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..options import InterpolateOptions, RenderOptions
 from .appopts import (
-    AlignOpt,
-    BatchOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
-    FaceIndexOpt,
     LatentsOpt,
     ModelOpt,
-    NoAudioOpt,
-    NoCacheOpt,
     OutputOpt,
-    PrecisionOpt,
-    align_mode,
     report,
 )
-from .common import CacheDirOpt, DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+from .common import (
+    AlignOpt,
+    BatchOpt,
+    CacheDirOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    ForceOpt,
+    JsonOpt,
+    NoAudioOpt,
+    NoCacheOpt,
+    PrecisionOpt,
+    QuietOpt,
+    VerboseOpt,
+    build_options,
+    session,
+)
 
 
 def interpolate(
+    ctx: typer.Context,
     video: Annotated[Optional[Path], typer.Argument(help="Input video (may be left out with --latents).", show_default=False)] = None,
-    fps: Annotated[Optional[str], typer.Option("--fps", help="New frame rate over the same duration: 60, 59.94 or 60000/1001.", metavar="R")] = None,
-    factor: Annotated[Optional[int], typer.Option("--factor", help="Frames per input frame interval (2 doubles the rate; 1 reconstructs).", metavar="K")] = None,
+    fps: Annotated[Optional[str], typer.Option("--fps", help="New frame rate over the same duration: 60, 59.94 or 60000/1001.", metavar="R")] = InterpolateOptions.fps,
+    factor: Annotated[Optional[int], typer.Option("--factor", help="Frames per input frame interval (2 doubles the rate; 1 reconstructs).", metavar="K")] = InterpolateOptions.factor,
     times: Annotated[Optional[Path], typer.Option("--times", help="Text file of output timestamps in seconds on the input's clock, one per line.", metavar="FILE")] = None,
     output: OutputOpt = None,
     latents: LatentsOpt = None,
-    model: ModelOpt = "vidstyleode-demo",
-    batch_size: BatchOpt = 8,
-    precision: PrecisionOpt = "fp32",
-    content: ContentOpt = "mean",
-    crf: CrfOpt = 18,
-    no_audio: NoAudioOpt = False,
+    model: ModelOpt = RenderOptions.model,
+    batch_size: BatchOpt = RenderOptions.batch_size,
+    precision: PrecisionOpt = RenderOptions.precision,
+    content: ContentOpt = RenderOptions.content,
+    crf: CrfOpt = RenderOptions.crf,
+    no_audio: NoAudioOpt = not RenderOptions.keep_audio,
     align: AlignOpt = None,
-    face_index: FaceIndexOpt = 0,
-    crop_only: CropOnlyOpt = False,
-    no_cache: NoCacheOpt = False,
-    device: DeviceOpt = "auto",
-    cache_dir: CacheDirOpt = None,
-    force: ForceOpt = False,
+    face_index: FaceIndexOpt = RenderOptions.face_index,
+    crop_only: CropOnlyOpt = RenderOptions.crop_only,
+    no_cache: NoCacheOpt = not RenderOptions.use_cache,
+    device: DeviceOpt = RenderOptions.device,
+    cache_dir: CacheDirOpt = RenderOptions.cache_dir,
+    force: ForceOpt = RenderOptions.force,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -59,14 +69,11 @@ def interpolate(
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import interpolate as run
-        from ..options import InterpolateOptions, read_times
+        from ..options import read_times
 
-        options = InterpolateOptions(
-            fps=fps, factor=factor, times=read_times(times) if times is not None else None,
-            model=model, batch_size=batch_size, precision=precision, content=content, crf=crf,
-            keep_audio=not no_audio, crop_only=crop_only, use_cache=not no_cache, device=device,
-            align=align_mode(align), face_index=face_index,
-            cache_dir=cache_dir, force=force,
+        options = build_options(
+            InterpolateOptions, ctx.params, skip=("video", "output", "latents"),
+            times=read_times(times) if times is not None else None,  # --fps goes through parse_rate there
         )
         result = run(video, options, latents=latents, output=output, progress=ui.progress)
         ui.result(result.to_dict(), human=report(result))

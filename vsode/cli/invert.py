@@ -7,20 +7,28 @@ from typing import Annotated, Optional
 
 import typer
 
+from ..options import DEFAULT_ENCODER
 from .common import (
+    AlignOpt,
+    BatchOpt,
     CacheDirOpt,
     DeviceOpt,
+    FaceIndexOpt,
     ForceOpt,
     JsonOpt,
+    NoCacheOpt,
+    PrecisionOpt,
     QuietOpt,
     SeedOpt,
     VerboseOpt,
+    build_options,
     session,
 )
 
 
 def invert(
-    video: Annotated[Path, typer.Argument(help="Input video or image (an aligned face crop).", show_default=False)],
+    ctx: typer.Context,
+    video: Annotated[Path, typer.Argument(help="Input video or image of a face.", show_default=False)],
     output: Annotated[
         Optional[Path],
         typer.Option("--output", "-o", help="Latents file to write (default: INPUT stem + .latents.pt).", metavar="FILE"),
@@ -31,22 +39,20 @@ def invert(
     ] = None,
     preview_size: Annotated[int, typer.Option("--preview-size", help="Side of the preview frames in pixels.", min=16)] = 256,
     encoder: Annotated[
-        str, typer.Option("--encoder", help="pSp/e4e checkpoint: a registry name or a file path.", metavar="NAME|PATH")
-    ] = "psp-ffhq-encode",
+        str,
+        typer.Option("--encoder", help="pSp/e4e checkpoint: a registry name or a file path. The default is the encoder of the applications' default --model, so that its latents fit them (psp-ffhq-encode for real faces).", metavar="NAME|PATH"),
+    ] = DEFAULT_ENCODER,
     generator: Annotated[
         Optional[str],
         typer.Option("--generator", help="StyleGAN2 checkpoint for --refine and --preview (default: the encoder file's own decoder).", metavar="NAME|PATH"),
     ] = None,
     refine: Annotated[int, typer.Option("--refine", help="Latent-optimisation steps per frame after the encoder (0 = none).", min=0)] = 0,
     refine_lr: Annotated[float, typer.Option("--refine-lr", help="Learning rate of --refine.")] = 0.01,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per batch; bounds memory.", min=1)] = 8,
-    precision: Annotated[str, typer.Option("--precision", help="fp32 (reference), bf16 (fast) or auto (bf16 on CUDA).")] = "fp32",
-    no_cache: Annotated[bool, typer.Option("--no-cache", help="Neither read nor store latents in the cache.")] = False,
-    align: Annotated[
-        Optional[bool],
-        typer.Option("--align/--no-align", help="FFHQ-align the face first (default: yes, unless the encoder's world needs none; falls back to the centre square when no face is found). --no-align centre-crops already aligned footage.", show_default=False),
-    ] = None,
-    face_index: Annotated[int, typer.Option("--face-index", help="Which face to follow when there are several: 0 the largest, 1 the next...", min=0)] = 0,
+    batch_size: BatchOpt = 8,
+    precision: PrecisionOpt = "fp32",
+    no_cache: NoCacheOpt = False,
+    align: AlignOpt = None,
+    face_index: FaceIndexOpt = 0,
     track: Annotated[
         Optional[Path], typer.Option("--track", help="Use a saved alignment track (vsode align --save-track) instead of detecting.", metavar="FILE")
     ] = None,
@@ -67,9 +73,10 @@ def invert(
 
     The latents file keeps the exact timestamps, frame rate, source size, crop, and the names and
     SHA-256 of the encoder and generator, so later commands can use it instead of the video
-    (--latents). Inversions are cached per (input file, encoder, settings). The face is
-    FFHQ-aligned first (MTCNN landmarks, a temporally smoothed crop; frames without a face keep
-    an interpolated crop and are listed in the result); --no-align centre-crops a square instead.
+    (--latents). Inversions are cached per (input file, encoder, settings). For an encoder of
+    real faces the face is FFHQ-aligned first (MTCNN landmarks, a temporally smoothed crop;
+    frames without a face keep an interpolated crop and are listed in the result); --no-align,
+    or an encoder that needs no alignment such as the default demo one, takes the centre square.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..device import resolve_device, seed_everything
@@ -81,21 +88,9 @@ def invert(
         check_output_path(out, force=force)
         if preview is not None:
             check_output_path(preview, force=force)
-        options = InvertOptions(
-            encoder=encoder,
-            generator=generator,
-            batch_size=batch_size,
-            refine=refine,
-            refine_lr=refine_lr,
-            device=device,
-            precision=precision,
-            use_cache=not no_cache,
-            cache_dir=cache_dir,
-            align="auto" if align is None else ("on" if align else "off"),
-            face_index=face_index,
-            sigma_center=sigma_center,
-            sigma_scale=sigma_scale,
-            track=track,
+        options = build_options(
+            InvertOptions, ctx.params,
+            skip=("video", "output", "preview", "preview_size", "save_track", "seed", "force"),
         )
         if save_track is not None:
             check_output_path(save_track, force=force)

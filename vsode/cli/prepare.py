@@ -7,10 +7,27 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import CacheDirOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, VerboseOpt, session
+from .common import (
+    AlignOpt,
+    BatchOpt,
+    CacheDirOpt,
+    DeprecatedForceOpt,
+    DeviceOpt,
+    FaceIndexOpt,
+    JsonOpt,
+    PrecisionOpt,
+    QuietOpt,
+    RestartOpt,
+    SeedOpt,
+    VerboseOpt,
+    build_options,
+    restart_flag,
+    session,
+)
 
 
 def prepare(
+    ctx: typer.Context,
     videos_dir: Annotated[
         Path,
         typer.Argument(help="Folder of videos (or a demo dataset written by vsode's demo tools).", show_default=False),
@@ -32,50 +49,37 @@ def prepare(
     ] = None,
     val_fraction: Annotated[float, typer.Option("--val-fraction", help="Share of the videos held out for validation (a demo dataset keeps its split).")] = 0.1,
     jobs: Annotated[int, typer.Option("--jobs", "-j", help="Videos decoded at once; the inversion runs one at a time.", min=1)] = 1,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Frames per decode and encoder batch; bounds memory.", min=1)] = 8,
-    precision: Annotated[str, typer.Option("--precision", help="Encoder precision: fp32 (reference), bf16 (fast) or auto (bf16 on CUDA).")] = "fp32",
+    batch_size: BatchOpt = 8,
+    precision: PrecisionOpt = "fp32",
     skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Leave out videos that cannot be read (listed in the manifest) instead of failing.")] = False,
-    align: Annotated[
-        Optional[bool],
-        typer.Option("--align/--no-align", help="FFHQ-align faces first (default: yes, unless the encoder's world needs none; a video with no face keeps the centre square). --no-align centre-crops aligned footage.", show_default=False),
-    ] = None,
-    face_index: Annotated[int, typer.Option("--face-index", help="Which face to follow when there are several: 0 the largest.", min=0)] = 0,
+    align: AlignOpt = None,
+    face_index: FaceIndexOpt = 0,
     seed: SeedOpt = None,
     device: DeviceOpt = "auto",
     cache_dir: CacheDirOpt = None,
-    force: Annotated[
-        bool, typer.Option("--force", "-f", help="Redo every video, and accept settings other than the folder's.")
-    ] = False,
+    restart: RestartOpt = False,
+    force: DeprecatedForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Turn a folder of videos into a training folder for `vsode train`.
 
-    Each video is decoded with its exact timestamps, centre-cropped to a square (no face alignment
-    yet: give aligned footage), resized to --size and written as PNG frames; its frames are
-    inverted to W+ with --encoder. A caption comes from --captions, else <stem>.txt or
-    <stem>/text_descriptions.txt beside the video. Running again resumes: finished videos are
-    skipped. Settings other than the folder's are an error unless --force (which redoes all).
+    Each video is decoded with its exact timestamps and its face FFHQ-aligned, as `vsode invert`
+    does (the centre square with --no-align, for an encoder that needs no alignment, or for a
+    video without a face; a demo dataset is used as it is), resized to --size and written as PNG
+    frames; its frames are inverted to W+ with --encoder. A caption comes from --captions, else
+    <stem>.txt or <stem>/text_descriptions.txt beside the video. Running again resumes: finished
+    videos are skipped. Settings other than the folder's are an error unless --restart (which
+    redoes all).
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..train.prepare import PrepareOptions, prepare_dataset
 
-        options = PrepareOptions(
-            size=size,
-            encoder=encoder,
-            batch_size=batch_size,
-            device=device,
-            precision=precision,
-            val_fraction=val_fraction,
+        options = build_options(
+            PrepareOptions, ctx.params, skip=("videos_dir", "output", "restart"),
             seed=0 if seed is None else seed,  # decides the train/validation split
-            jobs=jobs,
-            skip_bad=skip_bad,
-            align="auto" if align is None else ("on" if align else "off"),
-            face_index=face_index,
-            captions=captions,
-            force=force,
-            cache_dir=cache_dir,
+            force=restart_flag(ui, restart, force),
         )
         result = prepare_dataset(videos_dir, output, options, progress=ui.progress)
         for name, reason in result.bad:

@@ -7,7 +7,18 @@ from typing import Annotated, Optional
 
 import typer
 
-from .common import CacheDirOpt, DeviceOpt, JsonOpt, QuietOpt, SeedOpt, VerboseOpt, session
+from .common import (
+    CacheDirOpt,
+    DeprecatedForceOpt,
+    DeviceOpt,
+    JsonOpt,
+    QuietOpt,
+    RestartOpt,
+    SeedOpt,
+    VerboseOpt,
+    restart_flag,
+    session,
+)
 
 
 def _pairs(values: list[str]) -> dict[str, str]:
@@ -46,7 +57,8 @@ def train(
     device: DeviceOpt = "auto",
     seed: SeedOpt = None,
     cache_dir: CacheDirOpt = None,
-    force: Annotated[bool, typer.Option("--force", "-f", help="Start over in an output folder that holds a run with other settings.")] = False,
+    restart: RestartOpt = False,
+    force: DeprecatedForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     verbose: VerboseOpt = False,
@@ -55,7 +67,8 @@ def train(
 
     The generator, CLIP and DINO stay frozen; they are loaded by the names the preset gives (or
     --generator/--clip/--dino) and recorded with their SHA-256 in every checkpoint. Running the
-    same command again resumes exactly from RUN_DIR/checkpoints/last.pt; Ctrl-C or SIGTERM saves
+    same command again resumes exactly from RUN_DIR/checkpoints/last.pt (--restart starts the run
+    over from step 0, with any settings); Ctrl-C or SIGTERM saves
     a checkpoint first. RUN_DIR/model.pt is the trained model for --model. For several processes
     or machines, start the same command with torchrun (see the README).
     """
@@ -63,6 +76,8 @@ def train(
         from ..device import resolve_device
         from ..model import load_backbone, backbone_ref, preset_config
         from ..train.loop import Backbones, Distributed, TrainOptions, split_overrides, train as run_training
+
+        restart = restart_flag(ui, restart, force)
 
         changes = _pairs(set_)
         train_changes, model_changes = split_overrides(changes)
@@ -110,7 +125,7 @@ def train(
             device=dev,
             progress=ui.progress,
             log=lambda entry: ui.debug(str(entry)),
-            restart=force,
+            restart=restart,
         )
         data = {
             "run_dir": str(result.run_dir),
