@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from vsode.checkpoints import safe_load
+from vsode.checkpoints.load import check_layout
 from vsode.errors import InputError, UnsafeCheckpointError
 
 
@@ -96,3 +97,19 @@ def test_truncated_checkpoint_is_an_input_error(tmp_path):
 def test_missing_file_is_an_input_error(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         safe_load(tmp_path / "nope.pt")
+
+
+def test_check_layout_names_every_kind_of_misfit():
+    expected = torch.nn.Linear(3, 2).state_dict()  # weight 2×3, bias 2
+    check_layout(expected, {"weight": torch.zeros(2, 3), "bias": torch.zeros(2)}, "x")  # fits: silent
+    with pytest.raises(InputError) as err:
+        check_layout(expected, {"weight": torch.zeros(3, 2), "scale": 1.0}, "f.pt: not a Linear", hint=" (hint)")
+    assert str(err.value) == (
+        "f.pt: not a Linear: missing keys 'bias'; unknown keys 'scale'; "
+        "wrong shapes 'weight' (3, 2) (expected (2, 3)) (hint)"
+    )
+    many = {f"k{i}": torch.zeros(1) for i in range(8)}
+    with pytest.raises(InputError, match=r"missing keys 'k0', 'k1', 'k2', 'k3', 'k4', 'k5' and 2 more$"):
+        check_layout(many, {}, "y")
+    with pytest.raises(InputError, match=r"wrong shapes 'bias' str \(expected \(2,\)\)"):
+        check_layout(expected, {"weight": torch.zeros(2, 3), "bias": "b"}, "z")

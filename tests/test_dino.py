@@ -227,7 +227,7 @@ def test_unknown_missing_and_misshapen_keys_are_named(tiny):
     missing = {k: v for k, v in state.items() if k != "blocks.1.mlp.fc2.bias"}
     with pytest.raises(InputError, match=r"missing keys 'blocks\.1\.mlp\.fc2\.bias'"):
         load_dino(missing, heads=2, cls_layer=1)
-    with pytest.raises(InputError, match=r"norm\.weight \(5,\)"):
+    with pytest.raises(InputError, match=r"wrong shapes 'norm\.weight' \(5,\)"):
         load_dino(dict(state, **{"norm.weight": torch.ones(5)}), heads=2, cls_layer=1)
     ckpt = tiny.checkpoint()
     ckpt["state_dict"]["head.weight"] = torch.zeros(5, 32)  # strict in our own format

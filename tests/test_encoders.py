@@ -556,15 +556,15 @@ def test_unknown_layouts_name_the_keys_found(state):
     bad["encoder.latlayer1.weight"] = torch.zeros(512, 128, 1, 1)
     with pytest.raises(
         InputError,
-        match=r"wrong shape 1: latlayer1.weight \(512, 128, 1, 1\) \(expected \(512, 256, 1, 1\)\)",
+        match=r"wrong shapes 'latlayer1.weight' \(512, 128, 1, 1\) \(expected \(512, 256, 1, 1\)\)",
     ):
         load_encoder({"state_dict": bad, "opts": dict(PSP_OPTS), "latent_avg": torch.zeros(512)})
     del bad["encoder.body.7.res_layer.0.running_var"]
     bad["encoder.body.7.res_layer.0.running_variance"] = torch.ones(128)
     with pytest.raises(
         InputError,
-        match=r"missing 1: body.7.res_layer.0.running_var; unexpected 1: "
-        r"body.7.res_layer.0.running_variance",
+        match=r"missing keys 'body.7.res_layer.0.running_var'; unknown keys "
+        r"'body.7.res_layer.0.running_variance'",
     ):
         load_encoder({"state_dict": bad, "opts": dict(PSP_OPTS), "latent_avg": torch.zeros(512)})
     extra = {**_subset(state, 2), "encoder.styles.3.linear.bias": torch.zeros(512)}

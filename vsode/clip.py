@@ -250,7 +250,9 @@ def load_clip(
 
     if pp.image_size != _tower_image_size(config):
         raise InputError(f"{label}: preprocess image_size {pp.image_size} differs from the vision tower's")
-    _check_layout(label, build_clip(config, meta=True).state_dict(), state)
+    from .checkpoints.load import check_layout
+
+    check_layout(build_clip(config, meta=True).state_dict(), state, f"{label}: the weights do not fit the CLIP config")
     clip = build_clip(config)
     clip.load_state_dict(state, strict=True)
     return ClipModel(clip.float(), pp, name=name, config=config).to(device)
@@ -320,23 +322,6 @@ def _tower_image_size(config: Mapping[str, Any]) -> int:
             raise InputError(f"CLIP vision image_size {size} is not square; vsode center-crops squares")
         size = size[0]
     return int(size)
-
-
-def _check_layout(label: str, expected: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> None:
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape))
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        for what, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if items:
-                more = f" and {len(items) - 3} more" if len(items) > 3 else ""
-                parts.append(f"{what}: {', '.join(items[:3])}{more}")
-        raise InputError(f"{label}: the weights do not fit the CLIP config ({'; '.join(parts)})")
 
 
 def _plain(value: Any) -> Any:

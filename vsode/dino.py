@@ -376,8 +376,10 @@ def load_dino(
             f"{label}: neither a {FORMAT} checkpoint nor a DINO/timm ViT state dict (no cls_token/pos_embed; "
             f"top-level keys {_names(keys)}){hint}"
         )
+    from .checkpoints.load import check_layout
+
     model = Dino(config)
-    _check_layout(label, model.state_dict(), state)
+    check_layout(model.state_dict(), state, f"{label}: the weights do not fit the DINO ViT")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.to(device)
 
@@ -449,22 +451,6 @@ def _read(source: str | os.PathLike | Mapping[str, Any]) -> tuple[str, Any]:
 def _names(keys: list[str], limit: int = 6) -> str:
     shown = ", ".join(repr(k) for k in keys[:limit])
     return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
-
-
-def _check_layout(label: str, expected: Mapping[str, torch.Tensor], state: Mapping[str, Any]) -> None:
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__} "
-        f"(expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape))
-    ]
-    if missing or unexpected or wrong:
-        parts = [f"missing keys {_names(missing)}"] if missing else []
-        parts += [f"unknown keys {_names(unexpected)}"] if unexpected else []
-        parts += [f"wrong shapes {', '.join(wrong[:6])}"] if wrong else []
-        raise InputError(f"{label}: the weights do not fit the DINO ViT ({'; '.join(parts)})")
 
 
 class ClipViTFeatures(nn.Module):

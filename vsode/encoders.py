@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoints.load import safe_load
+from .checkpoints.load import check_layout, safe_load
 from .errors import InputError
 
 INPUT_SIZE = 256
@@ -562,7 +562,11 @@ def load_encoder(
     cls = GradualStyleEncoder if kind == "psp" else Encoder4Editing
     with torch.device("meta"):  # no init: every tensor comes from the checkpoint
         net = cls(n_heads, arch=arch)
-    _check_layout(name, kind, arch, net.state_dict(), enc_state)
+    layout = "IR-SE-50" if arch == IR_SE_50 else f"IR-SE {arch.to_dict()}"
+    check_layout(
+        net.state_dict(), enc_state, f"{name}: encoder.* weights do not fit the {kind} {layout} layout",
+        hint="" if arch != IR_SE_50 else " (a smaller encoder names its sizes in opts.vsode_arch)",
+    )
     net.load_state_dict(enc_state, strict=True, assign=True)
     net.float()
     if latent_avg is not None:
@@ -582,36 +586,6 @@ def _some(keys: Mapping[str, Any], n: int = 8) -> str:
     names = list(keys)
     more = f" ... ({len(names)} in all)" if len(names) > n else ""
     return ", ".join(map(str, names[:n])) + more
-
-
-def _check_layout(
-    name: str, kind: str, arch: EncoderArch, expected: Mapping, found: Mapping
-) -> None:
-    """One line naming what differs, before the strict load (whose message lists everything)."""
-    missing = [k for k in expected if k not in found]
-    unexpected = [k for k in found if k not in expected]
-    reshaped = [
-        f"{k} {tuple(found[k].shape)} (expected {tuple(t.shape)})"
-        for k, t in expected.items()
-        if k in found and tuple(found[k].shape) != tuple(t.shape)
-    ]
-    problems = [
-        f"{label} {len(keys)}: {_some(dict.fromkeys(keys), 4)}"
-        for label, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong shape", reshaped),
-        )
-        if keys
-    ]
-    if problems:
-        layout = "IR-SE-50" if arch == IR_SE_50 else f"IR-SE {arch.to_dict()}"
-        hint = "" if arch != IR_SE_50 else " (a smaller encoder names its sizes in opts.vsode_arch)"
-        raise InputError(
-            f"{name}: encoder.* weights do not fit the {kind} {layout} layout: "
-            + "; ".join(problems)
-            + hint
-        )
 
 
 def _head_count(name: str, enc_state: Mapping[str, Any]) -> int:

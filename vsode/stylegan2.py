@@ -785,9 +785,13 @@ def load_generator(
     state, latent_avg = _pick_state(ckpt, key, prefix)
     config = infer_config(state)
     state = {k: (v.float() if torch.is_floating_point(v) else v) for k, v in state.items()}
+    from .checkpoints.load import check_layout
+
     with _no_init():
         generator = Generator(**config)
-    _check_layout(generator, state)
+    check_layout(
+        generator.state_dict(), state, f"the state dict does not fit a StyleGAN2 {generator.config['size']} generator"
+    )
     generator.load_state_dict(state, strict=True)
     if latent_avg is not None:
         if not isinstance(latent_avg, torch.Tensor) or latent_avg.shape[-1] != generator.style_dim:
@@ -843,26 +847,3 @@ def _pick_state(ckpt: Mapping[str, Any], key: str, prefix: str | None) -> tuple[
 
 def _has_prefix(d: Mapping[str, Any], prefix: str) -> bool:
     return any(isinstance(k, str) and k.startswith(prefix) for k in d)
-
-
-def _check_layout(generator: Generator, state: Mapping[str, torch.Tensor]) -> None:
-    expected = generator.state_dict()
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    wrong = [
-        f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})"
-        for k, v in expected.items()
-        if k in state and tuple(state[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {_names(missing, 6)}")
-        if unexpected:
-            parts.append(f"unexpected {_names(unexpected, 6)}")
-        if wrong:
-            parts.append(f"wrong shape {', '.join(wrong[:6])}")
-        raise InputError(
-            f"the state dict does not fit a StyleGAN2 {generator.config['size']} generator: "
-            + "; ".join(parts)
-        )

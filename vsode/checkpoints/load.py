@@ -1,9 +1,10 @@
-"""Reading checkpoint files without running code from them.
+"""Reading checkpoint files without running code from them, and checking a state dict's layout.
 
 Every checkpoint goes through :func:`safe_load`, i.e. ``torch.load(..., weights_only=True)``:
 tensors, plain containers and the few classes in :data:`ALLOWED_GLOBALS`. A pickle that names any
 other global (``os.system``, a model class, ``numpy`` internals) is refused before anything of it
-runs; the error names the file and the global.
+runs; the error names the file and the global. Before a strict ``load_state_dict``, every loader
+calls :func:`check_layout`, so a file that does not fit is one line naming the keys.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pickletools
 import warnings
 import zipfile
 from pathlib import Path
+from collections.abc import Mapping
 from typing import IO, Any, Iterator
 
 from ..errors import InputError, UnsafeCheckpointError
@@ -81,6 +83,46 @@ def safe_load(path_or_fileobj: str | os.PathLike | IO[bytes], *, map_location: A
             f"cannot read checkpoint {label}: truncated or not a torch checkpoint "
             f"({type(err).__name__}{': ' + _short(err) if str(err) else ''})"
         ) from None
+
+
+def check_layout(expected: Mapping[str, Any], state: Mapping[str, Any], what: str, *, hint: str = "") -> None:
+    """Raise :class:`InputError` unless ``state`` holds exactly ``expected``'s keys, each a tensor
+    of the expected shape (what ``load_state_dict(strict=True)`` needs; dtypes are not checked).
+
+    The message is ``{what}: missing keys 'a', ...; unknown keys 'b', ...; wrong shapes 'c' (2, 3)
+    (expected (3, 3)), ...{hint}``, naming the first 6 of each kind and counting the rest.
+
+    Args:
+        expected: the module's own ``state_dict()`` (a meta-device one will do: only shapes are read).
+        state: the weights about to be loaded.
+        what: the start of the message, naming the file and the layout it should have.
+        hint: appended to the message (how to get a file that fits).
+    """
+    import torch
+
+    missing = [k for k in expected if k not in state]
+    unknown = [k for k in state if k not in expected]
+    wrong = [
+        f"{k!r} {tuple(state[k].shape) if isinstance(state[k], torch.Tensor) else type(state[k]).__name__} "
+        f"(expected {tuple(v.shape)})"
+        for k, v in expected.items()
+        if k in state and (not isinstance(state[k], torch.Tensor) or tuple(state[k].shape) != tuple(v.shape))
+    ]
+    parts = [
+        f"{kind} {_first(names)}"
+        for kind, names in (
+            ("missing keys", [repr(k) for k in missing]),
+            ("unknown keys", [repr(k) for k in unknown]),
+            ("wrong shapes", wrong),
+        )
+        if names
+    ]
+    if parts:
+        raise InputError(f"{what}: {'; '.join(parts)}{hint}")
+
+
+def _first(items: list[str], limit: int = 6) -> str:
+    return ", ".join(items[:limit]) + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
 def _short(err: BaseException) -> str:
