@@ -21,13 +21,13 @@ from vsode.encoders import (
     BottleneckIRSE,
     Encoder,
     Encoder4Editing,
-    EqualLinear,
     GradualStyleBlock,
     GradualStyleEncoder,
     load_encoder,
     preprocess,
 )
 from vsode.errors import InputError, UnsafeCheckpointError
+from vsode.ops import EqualLinear
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 PSP_OPTS = {

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from vsode.errors import InputError
-from vsode.stylegan2 import EqualLinear, Generator, ModulatedConv2d, ToRGB, load_generator, strip_prefix
+from vsode.ops import EqualLinear
+from vsode.stylegan2 import Generator, ModulatedConv2d, ToRGB, load_generator, strip_prefix
 
 FORMATS = Path(__file__).parent / "data" / "formats"
 TINY = dict(style_dim=32, n_mlp=2, channel_multiplier=1, channel_max=16)
@@ -246,6 +247,18 @@ def test_equal_linear_lr_multiplier_by_hand():
     plain = EqualLinear(4, 3, bias_init=1)  # the modulation: lr_mul 1, bias starts at 1
     assert torch.equal(plain.bias, torch.ones(3))
     torch.testing.assert_close(plain(x), x @ (plain.weight / 2).t() + 1)
+
+
+
+def test_equal_linear_scales_the_weight_as_psp_does_when_asked():
+    torch.manual_seed(0)
+    lin = EqualLinear(6, 3, lr_mul=1)
+    psp = EqualLinear(6, 3, lr_mul=1, scale_weight=True)
+    psp.load_state_dict(lin.state_dict())  # the same keys and tensors: only the order of the product differs
+    x = torch.randn(5, 6)
+    assert torch.equal(psp(x), F.linear(x, psp.weight * psp.scale, psp.bias * psp.lr_mul))  # pSp's forward
+    assert torch.equal(lin(x), F.linear(x * lin.scale, lin.weight, lin.bias))
+    torch.testing.assert_close(psp(x), lin(x), atol=1e-6, rtol=1e-6)
 
 
 def test_mapping_is_pixelnorm_then_mlp():

@@ -35,7 +35,7 @@ from torch import nn
 from torchdiffeq import odeint
 
 from .errors import InputError, SolverError
-from .ops import fused_leaky_relu
+from .ops import FusedLeakyReLU
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # torchdiffeq's step-size-adapting solvers (they take rtol, atol and max_num_steps) ...
@@ -204,17 +204,6 @@ class EqualConv2d(nn.Module):
         return f"{i}, {o}, kernel={k}, bias={self.bias is not None}"
 
 
-class FusedLeakyReLU(nn.Module):
-    """rosinality ``FusedLeakyReLU``: leaky_relu(x + bias, 0.2)·√2 (device-agnostic here)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return fused_leaky_relu(x, self.bias)
-
-
 class Blur(nn.Module):
     """Swapping Autoencoder ``Blur`` with its one-tap kernel ``[1]`` (kept for the key layout).
 
@@ -242,7 +231,7 @@ class ConvLayer(nn.Module):
             self.Blur = Blur()
         self.Conv = EqualConv2d(in_ch, out_ch, kernel, bias=bias and not act)
         if act:
-            self.Act = FusedLeakyReLU(out_ch)
+            self.Act = FusedLeakyReLU(out_ch, impl="auto")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.pad is not None:

@@ -33,6 +33,7 @@ from torch import nn
 
 from .checkpoints.load import check_layout, safe_load
 from .errors import InputError
+from .ops import EqualLinear
 
 INPUT_SIZE = 256
 STYLE_DIM = 512
@@ -198,24 +199,6 @@ class BottleneckIRSE(nn.Module):
 # --- map2style heads ---------------------------------------------------------------------------
 
 
-class EqualLinear(nn.Module):
-    """pSp's (rosinality's) ``EqualLinear`` without activation:
-    ``y = x (W·lr_mul/√in)ᵀ + b·lr_mul``.
-
-    The raw ``weight`` and ``bias`` are stored; the scale is applied at run time.
-    """
-
-    def __init__(self, in_dim: int, out_dim: int, lr_mul: float = 1.0) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_dim, in_dim).div_(lr_mul))
-        self.bias = nn.Parameter(torch.zeros(out_dim))
-        self.scale = lr_mul / math.sqrt(in_dim)
-        self.lr_mul = lr_mul
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias * self.lr_mul)
-
-
 class GradualStyleBlock(nn.Module):
     """``GradualStyleBlock`` (map2style): log2(spatial) 3×3 stride-2 convs, each followed by
     LeakyReLU with PyTorch's default slope 0.01, down to 1×1, then an EqualLinear to
@@ -237,7 +220,7 @@ class GradualStyleBlock(nn.Module):
                 nn.LeakyReLU(),  # slope 0.01, as in the reference (not StyleGAN's 0.2)
             ]
         self.convs = nn.Sequential(*layers)
-        self.linear = EqualLinear(out_channels, style_dim or out_channels, lr_mul=1)
+        self.linear = EqualLinear(out_channels, style_dim or out_channels, lr_mul=1, scale_weight=True)  # as pSp
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.convs(x)

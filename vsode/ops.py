@@ -1,4 +1,6 @@
-"""The StyleGAN2 ops: upfirdn2d, fused leaky ReLU, modulated convolution, ToRGB.
+"""The StyleGAN2 ops: upfirdn2d, fused leaky ReLU, modulated convolution, ToRGB; and the two
+rosinality layers that the generator, the pSp/e4e heads and the dynamics all use
+(:class:`EqualLinear`, :class:`FusedLeakyReLU`).
 
 Every op has a plain reference implementation that follows rosinality/stylegan2-pytorch step by
 step (grouped convolution over the batch, explicit zero insertion...) and a fast one, chosen at
@@ -27,11 +29,14 @@ latent optimisation through the generator works with either implementation.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from typing import Sequence
+import threading
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 IMPLS = ("auto", "reference", "fast")
 SQRT2 = math.sqrt(2.0)
@@ -180,6 +185,83 @@ def fused_leaky_relu(
     if _needs_grad(x, bias):
         return F.leaky_relu(y, negative_slope) * scale  # autograd needs the lrelu output intact
     return F.leaky_relu_(y, negative_slope).mul_(scale)
+
+
+# --------------------------------------------------------------------------------------------
+# layers shared by the generator, the encoders' heads and the dynamics
+# --------------------------------------------------------------------------------------------
+
+_init = threading.local()
+
+
+@contextlib.contextmanager
+def no_init() -> Iterator[None]:
+    """Build layers with uninitialised weights (the loader overwrites every one of them)."""
+    _init.skip = True
+    try:
+        yield
+    finally:
+        _init.skip = False
+
+
+def init_randn(*shape: int) -> torch.Tensor:
+    """N(0, 1) initial weights; uninitialised memory inside :func:`no_init`."""
+    return torch.empty(*shape) if getattr(_init, "skip", False) else torch.randn(*shape)
+
+
+class EqualLinear(nn.Module):
+    """rosinality ``EqualLinear``: y = x·(W·lr_mul/√in)ᵀ + b·lr_mul, optionally fused leaky ReLU.
+
+    The raw W (initialised N(0, 1)/lr_mul) and b (``bias_init``) are what the state dict stores.
+    ``scale_weight``: scale W, as rosinality's and pSp's code do (the pSp/e4e heads), instead of
+    x (the generator: the same product without a pass over the weight, rounded differently).
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        bias: bool = True,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activation: str | None = None,
+        *,
+        scale_weight: bool = False,
+    ) -> None:
+        super().__init__()
+        if activation not in (None, "fused_lrelu"):
+            raise ValueError(f"EqualLinear activation {activation!r} is not None or 'fused_lrelu'")
+        self.weight = nn.Parameter(init_randn(out_dim, in_dim).div_(lr_mul))
+        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
+        self.scale = lr_mul / math.sqrt(in_dim)
+        self.lr_mul = lr_mul
+        self.activation = activation
+        self.scale_weight = scale_weight
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, x = (self.weight * self.scale, x) if self.scale_weight else (self.weight, x * self.scale)
+        bias = self.bias * self.lr_mul if self.bias is not None else None
+        if self.activation:
+            return fused_leaky_relu(F.linear(x, weight), bias, impl="reference")
+        return F.linear(x, weight, bias)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, activation={self.activation}"
+
+
+class FusedLeakyReLU(nn.Module):
+    """rosinality ``FusedLeakyReLU``: leaky_relu(x + bias, 0.2)·√2, computed by
+    :func:`fused_leaky_relu` with ``impl``."""
+
+    def __init__(
+        self, channel: int, negative_slope: float = 0.2, scale: float = SQRT2, *, impl: str = "reference"
+    ) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channel))
+        self.negative_slope, self.scale, self.impl = negative_slope, scale, impl
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, impl=self.impl)
 
 
 # --------------------------------------------------------------------------------------------

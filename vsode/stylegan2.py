@@ -12,11 +12,9 @@ A non-square generator (StyleGAN-Human 1024×512 converted to this layout) is th
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import re
-import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,25 +24,10 @@ from torch import nn
 
 from . import ops
 from .errors import InputError
+from .ops import EqualLinear, FusedLeakyReLU  # rosinality's layers, shared with the encoders and dynamics
 
 BLUR_KERNEL = (1, 3, 3, 1)
 NOISE_MODES = ("const", "random", "none")
-
-_init = threading.local()
-
-
-@contextlib.contextmanager
-def _no_init() -> Any:
-    """Build modules with uninitialised weights (the loader overwrites every one of them)."""
-    _init.skip = True
-    try:
-        yield
-    finally:
-        _init.skip = False
-
-
-def _randn(*shape: int) -> torch.Tensor:
-    return torch.empty(*shape) if getattr(_init, "skip", False) else torch.randn(*shape)
 
 
 def channel_table(resolution: int, channel_multiplier: float = 2, channel_max: int | None = None) -> int:
@@ -72,41 +55,6 @@ class PixelNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * torch.rsqrt(torch.mean(x * x, dim=1, keepdim=True) + 1e-8)
-
-
-class EqualLinear(nn.Module):
-    """rosinality ``EqualLinear``: y = x·(W·lr_mul/√in)ᵀ + b·lr_mul, optionally fused leaky ReLU.
-
-    The raw W (initialised N(0, 1)/lr_mul) and b (``bias_init``) are what the state dict stores.
-    """
-
-    def __init__(
-        self,
-        in_dim: int,
-        out_dim: int,
-        bias: bool = True,
-        bias_init: float = 0.0,
-        lr_mul: float = 1.0,
-        activation: str | None = None,
-    ) -> None:
-        super().__init__()
-        if activation not in (None, "fused_lrelu"):
-            raise ValueError(f"EqualLinear activation {activation!r} is not None or 'fused_lrelu'")
-        self.weight = nn.Parameter(_randn(out_dim, in_dim).div_(lr_mul))
-        self.bias = nn.Parameter(torch.full((out_dim,), float(bias_init))) if bias else None
-        self.scale = lr_mul / math.sqrt(in_dim)
-        self.lr_mul = lr_mul
-        self.activation = activation
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x·scale rather than W·scale: the same product, without a pass over the weight
-        bias = self.bias * self.lr_mul if self.bias is not None else None
-        if self.activation:
-            return ops.fused_leaky_relu(F.linear(x * self.scale, self.weight), bias, impl="reference")
-        return F.linear(x * self.scale, self.weight, bias)
-
-    def extra_repr(self) -> str:
-        return f"{self.weight.shape[1]}, {self.weight.shape[0]}, lr_mul={self.lr_mul}, activation={self.activation}"
 
 
 class Blur(nn.Module):
@@ -158,7 +106,7 @@ class ModulatedConv2d(nn.Module):
         self.demodulate, self.upsample = demodulate, upsample
         if upsample:  # registered before modulation: the state-dict order of the reference
             self.blur = Blur(blur_kernel, ops.up_blur_pads(len(blur_kernel), kernel_size), upsample_factor=2)
-        self.weight = nn.Parameter(_randn(1, out_channel, in_channel, kernel_size, kernel_size))
+        self.weight = nn.Parameter(ops.init_randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
 
     def forward(
@@ -210,22 +158,10 @@ class ConstantInput(nn.Module):
     def __init__(self, channel: int, size: int | tuple[int, int] = 4) -> None:
         super().__init__()
         h, w = (size, size) if isinstance(size, int) else size
-        self.input = nn.Parameter(_randn(1, channel, h, w))
+        self.input = nn.Parameter(ops.init_randn(1, channel, h, w))
 
     def forward(self, batch: int) -> torch.Tensor:
         return self.input.repeat(batch, 1, 1, 1)
-
-
-class FusedLeakyReLU(nn.Module):
-    """rosinality ``FusedLeakyReLU``: leaky_relu(x + bias, 0.2)·√2."""
-
-    def __init__(self, channel: int, negative_slope: float = 0.2, scale: float = ops.SQRT2) -> None:
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(channel))
-        self.negative_slope, self.scale = negative_slope, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return ops.fused_leaky_relu(x, self.bias, self.negative_slope, self.scale, impl="reference")
 
 
 class StyledConv(nn.Module):
@@ -413,7 +349,7 @@ class Generator(nn.Module):
             in_channel = out_channel
         self.noises = nn.Module()
         for i, shape in enumerate(self.noise_shapes()):
-            self.noises.register_buffer(f"noise_{i}", _randn(*shape))
+            self.noises.register_buffer(f"noise_{i}", ops.init_randn(*shape))
         self.register_buffer("latent_avg", None, persistent=False)
 
     # ---- shapes ---------------------------------------------------------------------------
@@ -787,7 +723,7 @@ def load_generator(
     state = {k: (v.float() if torch.is_floating_point(v) else v) for k, v in state.items()}
     from .checkpoints.load import check_layout
 
-    with _no_init():
+    with ops.no_init():
         generator = Generator(**config)
     check_layout(
         generator.state_dict(), state, f"the state dict does not fit a StyleGAN2 {generator.config['size']} generator"
