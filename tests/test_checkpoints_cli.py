@@ -11,7 +11,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from vsode.checkpoints import REGISTRY, Entry, Source
+from vsode.checkpoints import REGISTRY, DownloadSource, Entry
 from vsode.cli.app import app
 
 DATA = bytes(range(256)) * 800
@@ -27,7 +27,7 @@ def tiny():
         size=len(DATA),
         sha256=SHA,
         sha256_verified=False,
-        urls=(Source("http://127.0.0.1:9/never-contacted/tiny.pt", third_party=True),),
+        urls=(DownloadSource("http://127.0.0.1:9/never-contacted/tiny.pt", third_party=True),),
         drive_url="https://drive.google.com/file/d/XYZ/view",
         licence="test licence",
     )

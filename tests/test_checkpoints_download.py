@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from vsode.checkpoints import Cache, DownloadOptions, Entry, Registry, Source, download, import_file
+from vsode.checkpoints import Cache, DownloadOptions, DownloadSource, Entry, Registry, download, import_file
 from vsode.errors import ChecksumError, InputError, ModelMissingError, VsodeError
 
 PAYLOAD = random.Random(1234).randbytes(300_000)
@@ -114,7 +114,7 @@ def _entry(*urls: str, size: int | None = len(PAYLOAD), sha256: str | None = SHA
         size=size,
         sha256=sha256,
         sha256_verified=sha256 is not None,
-        urls=tuple(Source(u, third_party=False) for u in urls),
+        urls=tuple(DownloadSource(u, third_party=False) for u in urls),
         licence="test",
     )
 

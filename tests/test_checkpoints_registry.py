@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import pytest
 
-from vsode.checkpoints import KNOWN, REGISTRY, Cache, Entry, Registry, Source, default_cache_dir, resolve
+from vsode.checkpoints import KNOWN, REGISTRY, Cache, DownloadSource, Entry, Registry, default_cache_dir, resolve
 from vsode.checkpoints.download import download
 from vsode.errors import ChecksumError, InputError, ModelMissingError
 
@@ -48,7 +48,7 @@ def test_seeded_entries_match_the_formats_readme():
         dict(sha256="ABC"),
         dict(file_name="a/b.pt"),
         dict(sha256=None, sha256_verified=True),
-        dict(builtin_path="assets/x.pt", urls=(Source("https://example.org/x", third_party=True),)),
+        dict(builtin_path="assets/x.pt", urls=(DownloadSource("https://example.org/x", third_party=True),)),
         dict(kind="builtin"),
     ],
 )
@@ -83,7 +83,7 @@ def test_cache_dir_from_env(monkeypatch, tmp_path):
 
 def test_resolve_installed_name_and_plain_path(tmp_path, monkeypatch):
     data = b"abc"
-    url = Source("https://example.org/tiny.pt", third_party=False)
+    url = DownloadSource("https://example.org/tiny.pt", third_party=False)
     entry = _entry(sha256=hashlib.sha256(data).hexdigest(), urls=(url,))
     registry = Registry([entry])
     monkeypatch.setenv("VSODE_CACHE_DIR", str(tmp_path))
@@ -110,7 +110,7 @@ def test_resolve_installed_name_and_plain_path(tmp_path, monkeypatch):
 
 def test_resolve_messages_for_drive_only_and_unpinned(tmp_path):
     drive = _entry(name="d", drive_url="https://drive.google.com/file/d/XYZ/view")
-    unpinned = _entry(name="u", sha256=None, urls=(Source("https://example.org/u.pt", third_party=False),))
+    unpinned = _entry(name="u", sha256=None, urls=(DownloadSource("https://example.org/u.pt", third_party=False),))
     registry = Registry([drive, unpinned])
     with pytest.raises(ModelMissingError, match=r"by hand from https://drive.google.com/file/d/XYZ/view, then run `vsode download d --from-file PATH`"):
         resolve("d", cache_dir=tmp_path, registry=registry)

@@ -16,7 +16,7 @@ from vsode.demo import (
     EYE_COLOURS,
     HAIR_COLOURS,
     MOTION_CHANNELS,
-    REGIONS,
+    MASK_REGIONS,
     SKIN_TONES,
     VideoParams,
     caption,
@@ -175,7 +175,7 @@ def test_landmarks_follow_the_rendered_eyes():
 
 def test_region_masks_partition_the_image():
     masks = region_masks(sample_params(2), [0.0, 1.5])
-    assert list(masks) == list(REGIONS)
+    assert list(masks) == list(MASK_REGIONS)
     total = sum(masks.values())
     assert torch.allclose(total, torch.ones_like(total), atol=1e-5)
 

@@ -15,7 +15,8 @@ from PIL import Image
 from vsode.demo.dataset import write_dataset
 from vsode.errors import InputError
 from vsode.invert import Latents, load_latents
-from vsode.train.data import FALLBACK_CAPTION, BinSampler, TrainData, frame_numbers, prefetched
+from vsode.options import DEFAULT_SOURCE
+from vsode.train.data import BinSampler, TrainData, frame_numbers, prefetched
 from vsode.train.prepare import PREPARED_FORMAT, PrepareOptions, prepare_dataset
 
 SIDE, N_LATENT, DIM = 8, 3, 4
@@ -196,7 +197,7 @@ def test_batch_size_one_and_captions(data):
     first = next(b for b in batches if b.ids == ["v00"])
     assert first.captions == ["a person waving"] and first.texts() == ["a person waving"]
     other = next(b for b in batches if b.ids == ["v01"])
-    assert other.captions == [None] and other.texts() == [FALLBACK_CAPTION]
+    assert other.captions == [None] and other.texts() == [DEFAULT_SOURCE]
 
 
 def test_bins_without_two_shared_frames_are_skipped(tmp_path):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from .cache import Cache, ModelStatus, default_cache_dir, list_models, offline_requested, resolve, sha256_file
 from .download import DownloadOptions, InstallResult, download, import_file, install_many
 from .load import ALLOWED_GLOBALS, safe_load
-from .registry import KINDS, KNOWN, REGISTRY, Entry, Registry, Source
+from .registry import KINDS, KNOWN, REGISTRY, DownloadSource, Entry, Registry
 
 __all__ = [
     "ALLOWED_GLOBALS",
@@ -19,11 +19,11 @@ __all__ = [
     "REGISTRY",
     "Cache",
     "DownloadOptions",
+    "DownloadSource",
     "Entry",
     "InstallResult",
     "ModelStatus",
     "Registry",
-    "Source",
     "default_cache_dir",
     "download",
     "import_file",

@@ -26,7 +26,7 @@ from ..errors import ChecksumError, InputError, ModelMissingError, VsodeError
 from ..fileio import atomic_path
 from ..progress import Progress, Stage, ensure
 from .cache import CHUNK, Cache, offline_requested
-from .registry import REGISTRY, Entry, Registry, Source
+from .registry import REGISTRY, DownloadSource, Entry, Registry
 
 MAX_BACKOFF = 30.0
 # Network reads: small enough that a dropped connection loses little (urllib3 drops a partly read
@@ -355,11 +355,11 @@ class _PartFile:
             self._file = None
 
 
-def _sources(entry: Entry, mirror: str | None) -> list[Source]:
+def _sources(entry: Entry, mirror: str | None) -> list[DownloadSource]:
     out = list(entry.urls)
     if mirror:
         url = f"{mirror.rstrip('/')}/{quote(entry.file_name)}"
-        out.insert(0, Source(url, third_party=False, note="VSODE_MIRROR"))
+        out.insert(0, DownloadSource(url, third_party=False, note="VSODE_MIRROR"))
     return out
 
 
@@ -513,7 +513,7 @@ def _record(entry: Entry, size: int, sha256: str, source: str) -> dict[str, Any]
 
 
 def _installed(
-    entry: Entry, cache: Cache, part: _PartFile, source: Source, resumed_from: int, attempts: int
+    entry: Entry, cache: Cache, part: _PartFile, source: DownloadSource, resumed_from: int, attempts: int
 ) -> InstallResult:
     record = _record(entry, part.size, part.digest.hexdigest(), source.url)
     cache.write_record(entry, record)

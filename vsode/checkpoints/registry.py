@@ -26,7 +26,7 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
-class Source:
+class DownloadSource:
     """One URL a checkpoint can be fetched from without a browser.
 
     ``third_party`` marks copies re-hosted by someone other than the authors (Hugging Face repos
@@ -77,7 +77,7 @@ class Entry:
     size: int | None
     sha256: str | None
     sha256_verified: bool
-    urls: tuple[Source, ...] = ()
+    urls: tuple[DownloadSource, ...] = ()
     licence: str = "unknown"
     description: str = ""
     drive_url: str | None = None
@@ -210,9 +210,9 @@ class Registry:
         return len(self._entries)
 
 
-def _hf(repo: str, path: str, note: str = "") -> Source:
+def _hf(repo: str, path: str, note: str = "") -> DownloadSource:
     """A Hugging Face ``resolve/main`` URL of a third-party mirror repository."""
-    return Source(f"https://huggingface.co/{repo}/resolve/main/{path}", third_party=True, note=note)
+    return DownloadSource(f"https://huggingface.co/{repo}/resolve/main/{path}", third_party=True, note=note)
 
 
 def _drive(file_id: str) -> str:
@@ -306,7 +306,7 @@ KNOWN: tuple[Entry, ...] = (
         sha256=None,
         sha256_verified=False,
         urls=(
-            Source(
+            DownloadSource(
                 "https://dl.fbaipublicfiles.com/dino/dino_vitbase16_pretrain/dino_vitbase16_pretrain.pth",
                 third_party=False,
                 note="Meta CDN, the URL of DINO's hubconf",

@@ -9,14 +9,13 @@ from .dataset import DatasetResult, write_dataset
 from .world import (
     ATTRIBUTES,
     BACKGROUNDS,
-    CAPTION_TEMPLATE,
     EYE_COLOURS,
     HAIR_COLOURS,
+    MASK_REGIONS,
     MOTION_CHANNELS,
-    REGIONS,
     SKIN_TONES,
     Appearance,
-    Dynamics,
+    Motion,
     VideoParams,
     caption,
     caption_for,
@@ -31,8 +30,8 @@ from .world import (
 
 __all__ = [
     "DatasetResult", "write_dataset",
-    "ATTRIBUTES", "BACKGROUNDS", "CAPTION_TEMPLATE", "EYE_COLOURS", "HAIR_COLOURS", "MOTION_CHANNELS",
-    "REGIONS", "SKIN_TONES", "Appearance", "Dynamics", "VideoParams", "caption", "caption_for",
+    "ATTRIBUTES", "BACKGROUNDS", "EYE_COLOURS", "HAIR_COLOURS", "MASK_REGIONS",
+    "MOTION_CHANNELS", "SKIN_TONES", "Appearance", "Motion", "VideoParams", "caption", "caption_for",
     "landmarks", "region_masks", "render", "render_times", "sample_params", "with_appearance",
     "with_motion",
 ]

@@ -32,6 +32,7 @@ from torch import nn
 from ..clip import ClipModel, Preprocess, build_clip, load_clip, preprocess_images
 from ..errors import InputError
 from ..fileio import atomic_write_bytes, check_output_path
+from ..options import PROMPT_TEMPLATE
 from ..progress import Progress, ensure
 from .world import (
     EYE_COLOURS,
@@ -58,7 +59,7 @@ NAMED = {"hair": tuple(HAIR_COLOURS), "eyes": tuple(EYE_COLOURS), "skin": tuple(
 HELD_OUT_SEEDS = range(1_000_000, 2_000_000)  # evaluation and tests draw here; training never does
 _TRAIN_SEEDS = (2_000_000, 2**31 - 1)
 _TEMPLATES = (
-    "a photo of a person with {}",
+    PROMPT_TEMPLATE,  # "a photo of a person with {}"
     "a person with {}",
     "a face with {}",
     "a picture of someone with {}",

@@ -1,7 +1,7 @@
 """The demo world: procedurally rendered face videos whose appearance and motion are known.
 
 A video is a :class:`VideoParams`: an :class:`Appearance` (attributes that text can name, plus a
-little face geometry) and :class:`Dynamics` (smooth random functions of time). The two are drawn
+little face geometry) and :class:`Motion` (smooth random functions of time). The two are drawn
 from separate random streams, so motion is disentangled from appearance by construction, and
 :func:`with_appearance` gives the exact ground truth of an edit (same motion, new attribute).
 
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import PROMPT_TEMPLATE  # captions are written as the apps' prompts are
 
 RGB = tuple[float, float, float]
 
@@ -58,12 +59,11 @@ BACKGROUNDS: Mapping[str, RGB] = MappingProxyType({
 ATTRIBUTES: Mapping[str, Mapping[str, RGB]] = MappingProxyType(
     {"hair": HAIR_COLOURS, "eyes": EYE_COLOURS, "skin": SKIN_TONES, "background": BACKGROUNDS}
 )
-CAPTION_TEMPLATE = "a photo of a person with {}"
 _CAPTION_PARTS = {"hair": "{} hair", "eyes": "{} eyes", "skin": "{} skin"}
 
 MOTION_CHANNELS = ("mouth_open", "blink", "head_x", "head_y", "roll", "brow")
 # Regions of region_masks(); their visible coverages sum to one at every pixel.
-REGIONS = ("background", "body", "skin", "hair", "eye", "iris", "pupil", "mouth")
+MASK_REGIONS = ("background", "body", "skin", "hair", "eye", "iris", "pupil", "mouth")
 
 # Face geometry that varies per identity (never named by text): name -> uniform range.
 _SHAPE_RANGES = {
@@ -114,7 +114,7 @@ class Appearance:
 
 
 @dataclasses.dataclass(frozen=True)
-class Dynamics:
+class Motion:
     """How a video moves: each motion channel is a smooth random function of time.
 
     Head translation, roll and eyebrows are sums of sinusoids (:data:`Wave` tuples, already
@@ -143,7 +143,7 @@ class VideoParams:
 
     seed: int
     appearance: Appearance
-    dynamics: Dynamics
+    dynamics: Motion
 
     @property
     def attributes(self) -> dict[str, str]:
@@ -170,7 +170,7 @@ class VideoParams:
             dyn = dict(data["dynamics"])
             for name in ("head_x", "head_y", "roll", "brow", "mouth"):
                 dyn[name] = tuple(tuple(float(v) for v in wave) for wave in dyn[name])
-            return cls(int(data["seed"]), Appearance(**data["appearance"]), Dynamics(**dyn))
+            return cls(int(data["seed"]), Appearance(**data["appearance"]), Motion(**dyn))
         except (KeyError, TypeError, ValueError) as exc:
             message = f"not a demo-world VideoParams dict ({exc!r}); pass what to_dict() gives"
             raise InputError(message) from exc
@@ -211,7 +211,7 @@ def sample_params(
     _check_fields(appearance or {})
     drawn.update(appearance or {})
     ms = seed if motion_seed is None else motion_seed
-    return VideoParams(int(seed), Appearance(**drawn), _sample_dynamics(ms))
+    return VideoParams(int(seed), Appearance(**drawn), _sample_motion(ms))
 
 
 def with_appearance(params: VideoParams, **attrs: Any) -> VideoParams:
@@ -228,7 +228,7 @@ def with_motion(params: VideoParams, driver: VideoParams) -> VideoParams:
     return dataclasses.replace(params, dynamics=driver.dynamics)
 
 
-def _sample_dynamics(seed: int) -> Dynamics:
+def _sample_motion(seed: int) -> Motion:
     rng = np.random.default_rng([seed, _MOTION_STREAM])
 
     def waves(amplitude: float, f_lo: float, f_hi: float, n: int = 3) -> tuple[Wave, ...]:
@@ -238,7 +238,7 @@ def _sample_dynamics(seed: int) -> Dynamics:
         phases = rng.uniform(0.0, 2 * math.pi, n)
         return tuple((float(f), float(a), float(p)) for f, a, p in zip(freqs, amps, phases))
 
-    return Dynamics(
+    return Motion(
         seed=int(seed),
         head_x=waves(0.12, 0.15, 0.5),
         head_y=waves(0.07, 0.15, 0.5),
@@ -277,7 +277,7 @@ def _hash01(k: np.ndarray, key: float) -> np.ndarray:
     return x - np.floor(x)
 
 
-def _blink(d: Dynamics, t: np.ndarray) -> np.ndarray:
+def _blink(d: Motion, t: np.ndarray) -> np.ndarray:
     period, half = d.blink_period, d.blink_duration / 2  # half < 0.15 * period: bumps never overlap
     out = np.zeros_like(t)
     for shift in (-1, 0, 1):
@@ -293,7 +293,7 @@ def _softplus(x: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, x)
 
 
-def _motion(d: Dynamics, t: np.ndarray) -> dict[str, np.ndarray]:
+def _motion(d: Motion, t: np.ndarray) -> dict[str, np.ndarray]:
     speech = _waves(t, d.mouth)  # in [-1, 1]: the amplitudes sum to one
     top = _softplus(np.float64(_MOUTH_GAIN * (1 - d.mouth_bias)))
     return {
@@ -458,7 +458,7 @@ def region_masks(
     dtype: torch.dtype = torch.float32,
     device: str | torch.device = "cpu",
 ) -> dict[str, torch.Tensor]:
-    """The visible share of each of :data:`REGIONS` per pixel, ``T x size x size`` each.
+    """The visible share of each of :data:`MASK_REGIONS` per pixel, ``T x size x size`` each.
 
     Shares are in [0, 1] and sum to one (edges are shared between regions). ``hair`` includes the
     eyebrows, ``skin`` the eyelids and nose, ``eye`` the whites, outline and lashes, ``mouth`` the
@@ -467,7 +467,7 @@ def region_masks(
     masks = _paint(params, times, size, True, dtype, device).masks
     assert masks is not None
     zero = torch.zeros_like(masks["background"])
-    return {name: masks.get(name, zero) for name in REGIONS}
+    return {name: masks.get(name, zero) for name in MASK_REGIONS}
 
 
 def _paint(
@@ -518,7 +518,7 @@ def caption_for(attrs: Mapping[str, str]) -> str:
     if not parts:
         raise InputError("a caption needs at least one of hair, eyes, skin")
     text = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-    return CAPTION_TEMPLATE.format(text)
+    return PROMPT_TEMPLATE.format(text)
 
 
 def caption(params: VideoParams, *, skin: bool = False) -> str:

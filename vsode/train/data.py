@@ -14,7 +14,7 @@ reads aligned frames and their per-frame inversions and groups videos into *bins
 - batch size 1 works, and a bin whose videos share fewer than 2 frame numbers is skipped and
   counted rather than crashing (§15.7);
 - captions are read (§15.1): ``Batch.captions`` holds each video's caption or ``None``, and
-  :meth:`Batch.texts` fills the gaps with :data:`FALLBACK_CAPTION`, "a photo of a person".
+  :meth:`Batch.texts` fills the gaps with :data:`vsode.options.DEFAULT_SOURCE`, "a photo of a person".
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from ..options import DEFAULT_SOURCE  # a video without a caption is described as this
 from ..video.decode import put_unless_halted
 from .prepare import PREPARED_FORMAT
 
-FALLBACK_CAPTION = "a photo of a person"  # a video without a caption is described as this
 SPLITS = ("train", "val", "all")
 PREFETCH_BATCHES = 2
 
@@ -251,7 +251,7 @@ class Batch:
     ids: list[str]
     indices: torch.Tensor
 
-    def texts(self, fallback: str = FALLBACK_CAPTION) -> list[str]:
+    def texts(self, fallback: str = DEFAULT_SOURCE) -> list[str]:
         """The source descriptions: each caption, or ``fallback`` where there is none."""
         return [c if c else fallback for c in self.captions]
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ...dynamics import batch_major, time_major
 from ...model import VidStyleODE
-from ..data import FALLBACK_CAPTION
+from ...options import DEFAULT_SOURCE
 from ..losses import (
     appearance_loss,
     consistency_loss,
@@ -24,8 +24,9 @@ from .options import TrainOptions
 
 
 @dataclasses.dataclass
-class Backbones:
-    """The frozen models a training step needs."""
+class FrozenModels:
+    """The frozen models a training step needs (not :class:`vsode.model.Backbones`, the model's
+    record of which checkpoints it was trained with)."""
 
     generator: Any
     clip: Any
@@ -73,7 +74,7 @@ def supervised_frames(options: TrainOptions, mask: torch.Tensor, g: torch.Genera
 
 def compute_losses(
     model: VidStyleODE,
-    backbones: Backbones,
+    backbones: FrozenModels,
     batch: Any,
     options: TrainOptions,
     step: int,
@@ -123,7 +124,7 @@ def compute_losses(
     with torch.no_grad():
         content_image = generator.synthesize(content, noise="const")  # B 3 HG WG
         image_features = clip.encode_image(content_image).float()
-        sources = [c or FALLBACK_CAPTION for c in batch.captions]
+        sources = [c or DEFAULT_SOURCE for c in batch.captions]
         text_src = clip.encode_text(sources).float()
         text_tgt = clip.encode_text(target_captions).float()
     style_rec = image_features
@@ -197,7 +198,7 @@ def target_captions(captions: list[str | None], pool: list[str], g: torch.Genera
     """Edit targets: video b takes the caption of video (b−1) mod B (the released roll by one);
     with one video per batch, or when that caption is the same text, a different caption is
     drawn from the training set's ``pool``."""
-    sources = [c or FALLBACK_CAPTION for c in captions]
+    sources = [c or DEFAULT_SOURCE for c in captions]
     targets = [sources[(i - 1) % len(sources)] for i in range(len(sources))]
     for i, (src, tgt) in enumerate(zip(sources, targets)):
         if tgt == src:

@@ -17,7 +17,7 @@ from ...fileio import atomic_write_bytes, save_torch
 from ...model import ModelConfig, VidStyleODE, build_model, model_checkpoint, model_from_checkpoint
 from ...progress import Progress, ensure
 from .distributed import Distributed, average_gradients, init_distributed
-from .objective import Backbones, compute_losses, step_generator, target_captions
+from .objective import FrozenModels, compute_losses, step_generator, target_captions
 from .options import RUN_FORMAT, STATE_FORMAT, TrainOptions
 from .validate import _validate, _write_sample
 
@@ -99,7 +99,7 @@ def train(
     *,
     model_config: ModelConfig,
     options: TrainOptions,
-    backbones: Backbones,
+    backbones: FrozenModels,
     backbone_refs: Mapping[str, Any] | None = None,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,

@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from ...errors import InputError
 from ...model import ModelConfig, VidStyleODE
 from ..losses import psnr
-from .objective import Backbones
+from .objective import FrozenModels
 from .options import TrainOptions
 
 
 @torch.no_grad()
 def reconstruct_video(
-    model: VidStyleODE, backbones: Backbones, frames: torch.Tensor, w: torch.Tensor, times: torch.Tensor
+    model: VidStyleODE, backbones: FrozenModels, frames: torch.Tensor, w: torch.Tensor, times: torch.Tensor
 ) -> torch.Tensor:
     """Reconstruct T frames (T×3×H×W in [0,1]) at their own normalised times; returns [0,1] images."""
     device = next(model.parameters()).device
@@ -49,7 +49,7 @@ def _clip_times(data: Any, video: Any, config: ModelConfig, limit: int) -> tuple
 
 
 def _validate(
-    model: VidStyleODE, backbones: Backbones, data_dir: str | os.PathLike, options: TrainOptions,
+    model: VidStyleODE, backbones: FrozenModels, data_dir: str | os.PathLike, options: TrainOptions,
     timings: dict[str, float],
 ) -> dict[str, float]:
     """Reconstruction PSNR and CLIP consistency on (up to ``val_videos``) validation videos."""
@@ -89,7 +89,7 @@ def _validate(
 
 
 def _write_sample(
-    model: VidStyleODE, backbones: Backbones, data_dir: str | os.PathLike, run_dir: Path, step: int,
+    model: VidStyleODE, backbones: FrozenModels, data_dir: str | os.PathLike, run_dir: Path, step: int,
     timings: dict[str, float],
 ) -> Path | None:
     """``samples/step-N.mp4``: a validation video, real frames beside their reconstruction."""
