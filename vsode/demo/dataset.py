@@ -1,4 +1,5 @@
-"""Writing demo-world datasets in the layout the prepare and train commands read.
+"""Writing demo-world datasets in the layout :mod:`vsode.train.prepare` reads (its
+:data:`~vsode.train.prepare.DEMO_DATASET_FORMAT`).
 
 ::
 
@@ -27,9 +28,9 @@ import numpy as np
 from ..errors import InputError
 from ..fileio import atomic_write_bytes
 from ..progress import Progress, ensure
+from ..train.prepare.options import DEMO_DATASET_FORMAT
 from .world import VideoParams, caption, render_times, sample_params
 
-DATASET_FORMAT = "vsode/demo-dataset@1"
 _CHUNK = 32  # frames rendered at once
 
 
@@ -161,7 +162,7 @@ def write_dataset(
     )
     root = Path(out_dir)
     root.mkdir(parents=True, exist_ok=True)
-    settings = {"format": DATASET_FORMAT, "config": dataclasses.asdict(spec)}
+    settings = {"format": DEMO_DATASET_FORMAT, "config": dataclasses.asdict(spec)}
     settings_path = root / "dataset.json"
     if settings_path.exists():
         old = json.loads(settings_path.read_text())

@@ -26,6 +26,7 @@ size for the inversion, exactly as ``vsode invert`` does; the inputs should alre
 from .options import (
     CROP_POLICY,
     DEFAULT_SIZE,
+    DEMO_DATASET_FORMAT,
     DEMO_ENCODER,
     PREPARED_FORMAT,
     RESIZE_POLICY,
@@ -39,6 +40,7 @@ from .sources import read_captions, safe_id, video_ids
 __all__ = [
     "CROP_POLICY",
     "DEFAULT_SIZE",
+    "DEMO_DATASET_FORMAT",
     "DEMO_ENCODER",
     "PREPARED_FORMAT",
     "RESIZE_POLICY",

@@ -11,6 +11,10 @@ from ...errors import InputError
 from ...device import PRECISIONS
 
 PREPARED_FORMAT = "vsode/train-data@1"
+# What prepare reads besides video files: a folder of frames with exact times, written by the demo
+# world (vsode.demo.dataset): dataset.json {"format": this, "config": {...}}, manifest.json with
+# every video's id, times, caption and split, frames/<id>/<k:05d>.png.
+DEMO_DATASET_FORMAT = "vsode/demo-dataset@1"
 DEFAULT_SIZE = 256
 DEMO_ENCODER = "psp-demo"  # the demo world's own encoder, the default for demo datasets
 # Files taken as videos (ffmpeg reads many more; give such files one of these suffixes).

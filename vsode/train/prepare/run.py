@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 
-from ...demo.dataset import DATASET_FORMAT as DEMO_FORMAT
 from ...errors import InputError, VsodeError
 from ...fileio import atomic_write_bytes
 from ...invert import (
@@ -30,6 +29,7 @@ from .options import (
     _QUEUE_BATCHES,
     CROP_POLICY,
     DEFAULT_SIZE,
+    DEMO_DATASET_FORMAT,
     DEMO_ENCODER,
     PREPARED_FORMAT,
     RESIZE_POLICY,
@@ -224,7 +224,7 @@ def prepare_dataset(
     demo_config = None
     if _is_demo(videos_dir):
         sources, demo_config = _demo_sources(videos_dir)
-        kind = DEMO_FORMAT
+        kind = DEMO_DATASET_FORMAT
     else:
         sources = _video_sources(videos_dir, options.seed, options.val_fraction)
         kind = "videos"

@@ -13,9 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from ...demo.dataset import DATASET_FORMAT as DEMO_FORMAT
 from ...errors import InputError
-from .options import VIDEO_SUFFIXES
+from .options import DEMO_DATASET_FORMAT, VIDEO_SUFFIXES
 
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_ID = 100
@@ -128,7 +127,7 @@ def _is_demo(folder: Path) -> bool:
     if not settings.is_file():
         return False
     try:
-        return json.loads(settings.read_text()).get("format") == DEMO_FORMAT
+        return json.loads(settings.read_text()).get("format") == DEMO_DATASET_FORMAT
     except (ValueError, AttributeError):
         return False
 
