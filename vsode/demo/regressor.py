@@ -22,7 +22,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -368,8 +368,3 @@ def evaluate_regressor(
                "clips": len(v)} for c, v in rs.items()},
     }
     return metrics
-
-
-def measure_params(model: MotionRegressor, params: VideoParams, times: Sequence[float]) -> dict[str, np.ndarray]:
-    """The regressor's reading of a render of ``params`` at ``times`` (the best an output can get)."""
-    return model.measure(render_times(params, np.asarray(times, dtype=np.float64), size=model.config.size))
