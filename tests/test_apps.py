@@ -186,7 +186,9 @@ def test_edit_two_prompts_make_two_different_videos_with_the_input_timing_and_au
         check_file(path, frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
         assert abs(probe(path).audio[0].duration - Fraction(1001, 1000)) < Fraction(1, 20)
     assert mean_diff(frames_of(paths[0]), frames_of(paths[1])) > 2  # the prompts change the faces
-    assert result["outputs"][0]["prompt"] == "blue eyes" and result["paste_back"] is False
+    # not aligned: the generated centre square goes back into the input's own 64x48 frames
+    assert result["outputs"][0]["prompt"] == "blue eyes" and result["paste_back"] is True
+    assert (probe(paths[0]).width, probe(paths[0]).height) == (64, 48)
     # one inversion, one solve for both outputs
     assert result["timings"]["modulation+mapper"]["frames"] == 2 * FRAMES
     assert result["timings"]["solve"]["frames"] == FRAMES
@@ -258,7 +260,7 @@ def test_animate_an_image_with_a_driver_and_a_prompt(model_file, media, clip_b):
     edited = Path(ok("edit", face, "-p", "blue eyes", model=model_file)["outputs"][0]["path"])
     assert edited.name == "face.edit-blue-eyes.png"
     info = probe(edited)
-    assert info.is_image and (info.width, info.height) == (64, 64)
+    assert info.is_image and (info.width, info.height) == (probe(face).width, probe(face).height)
 
 
 def test_bf16_generator_stays_close_to_fp32(clip_a, model_file, media, reconstruction):
@@ -269,12 +271,13 @@ def test_bf16_generator_stays_close_to_fp32(clip_a, model_file, media, reconstru
 
 def test_blend_motion_zero_mask_is_a_and_one_mask_is_b_motion(clip_a, clip_b, model_file, media, reconstruction, a_latents):
     zeros, ones = "/".join(["0" * 8] * 8), "/".join(["1" * 8] * 8)
-    ok("blend-motion", clip_a, clip_b, "--region", zeros, "--crf", "0", "-o", media / "b0.mp4", model=model_file)
-    result = ok("blend-motion", clip_a, clip_b, "--region", ones, "--crf", "0", "-o", media / "b1.mp4", model=model_file)
+    crop = ("--crop-only", "--crf", "0")
+    ok("blend-motion", clip_a, clip_b, "--region", zeros, *crop, "-o", media / "b0.mp4", model=model_file)
+    result = ok("blend-motion", clip_a, clip_b, "--region", ones, *crop, "-o", media / "b1.mp4", model=model_file)
     check_file(media / "b1.mp4", frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
     assert result["inputs"] == {"input": str(clip_a), "motion": str(clip_b)}
     # A's content moved by B: what animate makes of A's latents (no video given) driven by B
-    ok("animate", "--latents", a_latents, "--driver", clip_b, "--crf", "0", "-o", media / "ab.mp4", model=model_file)
+    ok("animate", "--latents", a_latents, "--driver", clip_b, *crop, "-o", media / "ab.mp4", model=model_file)
     b0, b1, ab = frames_of(media / "b0.mp4"), frames_of(media / "b1.mp4"), frames_of(media / "ab.mp4")
     assert mean_diff(b0, reconstruction[1]) < 0.05
     assert mean_diff(b1, ab) < 0.05
@@ -293,7 +296,7 @@ def test_an_aligned_input_is_cropped_by_its_track_and_pasted_back(clip_a, a_late
     latents = load_latents(a_latents)
     quad = np.array([[20.0, 8.0], [20.0, 40.0], [52.0, 40.0], [52.0, 8.0]])  # TL BL BR TR
     track = Track(frame_size=(64, 48), landmarks=(None,) * FRAMES, quads=np.repeat(quad[None], FRAMES, 0))
-    latents.alignment = track.to_dict()
+    latents.track = track
     aligned = latents.save(media / "aligned.latents.pt")
     result = ok("edit", "--latents", aligned, "-p", "blue eyes", "--crf", "0", "-o", media / "pasted.mp4",
                 model=model_file)
@@ -455,24 +458,44 @@ def test_mask_image_is_averaged_per_cell(tmp_path):
 # --- the streamed solve against the model's reference ------------------------------------------------
 
 
-def test_batched_tokens_match_the_model_solve(model_file):
-    """The pipeline makes tokens per batch from one odeint table; model.solve makes them all at
-    once. Same numbers, with and without a blend."""
+def test_batched_tokens_match_the_dynamics_own_solve(model_file):
+    """The model makes tokens per batch from one odeint table of distinct times; the dynamics'
+    own solve (the training path) makes every row at once. Same numbers, with and without a
+    blend (mixed by hand here)."""
     from vsode.model import load_model
-    from vsode.options import RenderOptions
-    from vsode.pipeline import Pipeline
 
     model = load_model(model_file, backbones=False)
-    pipe = Pipeline(model, RenderOptions(batch_size=3), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
     content = torch.randn(10, 128, generator=g)
     seconds = [k / 25 for k in range(6)]
     a = model.encode_video(torch.rand(6, 3, 64, 64, generator=g), seconds, content_code=content)
     b = model.encode_video(torch.rand(6, 3, 64, 64, generator=g), seconds, content_code=content)
-    times = FrameTimes.subdivide([Fraction(k, 25) for k in range(6)], Fraction(25), 3)
+    times = FrameTimes.subdivide([Fraction(k, 25) for k in range(6)], Fraction(25), 3).seconds()
     mask = region_mask("mouth", (8, 8))
-    ta, tb = pipe.solve(a, times), pipe.solve(b, times)
-    for blend, reference in ((None, model.solve(a, times.seconds())),
-                             ((tb, mask), model.solve(a, times.seconds(), blend=(b, mask)))):
-        batches = [pipe.tokens(ta, slice(s, s + 3), blend) for s in range(0, len(times), 3)]
-        torch.testing.assert_close(torch.cat(batches), reference, rtol=1e-5, atol=1e-6)
+    tau = model.normalise_times(times, a.t0)
+    with torch.no_grad():
+        sa, ref_a = model.dynamics.solve(a.z_d0[None], tau)
+        sb, _ = model.dynamics.solve(b.z_d0[None], tau)
+        ref_blend = model.dynamics.tokens(mask * sb + (1 - mask) * sa)
+        ta, tb = model.trajectory(a, times), model.trajectory(b, times)
+        assert ta.table.shape[0] == len(set(tau.tolist()))  # one row per distinct time
+        for blend, reference in ((None, ref_a), ((tb, mask), ref_blend)):
+            batches = [model.tokens(ta, slice(s, s + 3), blend) for s in range(0, len(times), 3)]
+            torch.testing.assert_close(torch.cat(batches), reference, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(model.solve(a, times, blend=(b, mask)), ref_blend, rtol=1e-5, atol=1e-6)
+
+
+def test_an_unaligned_edit_keeps_the_input_frame_size_and_the_pixels_outside_its_centre_square(clip_a, model_file, media):
+    """The model's encoder needs no alignment, so the 64x48 clip's centre 48x48 square is edited;
+    the output is the input's own frames with that square replaced (``--crop-only``: the crop)."""
+    out = media / "square.mp4"
+    result = ok("edit", clip_a, "-p", "blue eyes", "--crf", "0", "-o", out, model=model_file)
+    assert result["paste_back"] and result["crop"] == [8, 0, 48, 48]
+    source, edited = frames_of(clip_a), frames_of(out)
+    assert edited.shape == source.shape  # 64x48, as the input
+    # untouched up to the 4:2:0 codec (about 3 levels here), where the square changed by ~150
+    outside = torch.cat([edited[..., :6] - source[..., :6], edited[..., 58:] - source[..., 58:]], -1)
+    assert float(outside.abs().mean()) * 255 < 8
+    assert mean_diff(edited[..., 8:56], source[..., 8:56]) > 50
+    crop = ok("edit", clip_a, "-p", "blue eyes", "--crop-only", "-o", media / "square-crop.mp4", model=model_file)
+    assert not crop["paste_back"] and (crop["outputs"][0]["width"], crop["outputs"][0]["height"]) == (64, 64)

@@ -14,15 +14,18 @@ wrote for it (``latents=``): the inversion is then skipped and the video the fil
 for the motion and the audio. Outputs default to ``<input stem>.<verb>-<tag><suffix>`` beside the
 input and are never overwritten without ``force``.
 
-Faces are FFHQ-aligned (``options.align``) the same way for the inversion and the motion; when the
-output's frames are an aligned input's (edit, animate, blend-motion) the generated face is pasted
-back into them at full resolution, unless ``crop_only``. Re-timed outputs (interpolate,
-extrapolate) have no source frame at their new times and are always the crop.
+Faces are FFHQ-aligned (``options.align``) the same way for the inversion and the motion, or
+taken from the centre square when they are not aligned. When the output's frames are an input's
+(edit, animate, blend-motion) the generated face is put back into them at full resolution (through
+the alignment's inverse warp, or into the centre square), so the output keeps the input's frame
+size, unless ``crop_only``. Re-timed outputs (interpolate, extrapolate) have no source frame at
+their new times and are always the crop.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -42,10 +45,16 @@ from .options import (
     format_rate,
     region_mask,
 )
-from .pipeline import OutputSpec, OutputVideo, Pipeline, Source, check_outputs, default_output, open_source, slug
+from .fileio import check_output_path
+from .options import IMAGE_SUFFIXES
+from .pipeline import OutputSpec, OutputVideo, Pipeline
 from .progress import Progress, ensure
+from .source import Source, open_source
 
 PathLike = str | os.PathLike
+
+# Containers the default output keeps from the input; anything else becomes .mp4.
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm")
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,44 @@ class AppResult:
         }
 
 
+# --- output naming ---------------------------------------------------------------------------------
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe tag: ``"Blue eyes!"`` → ``blue-eyes``."""
+    out = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].strip("-")
+    return out or "x"
+
+
+def default_output(source: Source, tag: str, *, timing: Source | None = None) -> Path:
+    """``<input stem>.<tag><suffix>`` beside the input: ``clip.edit-blue-eyes.mp4``. The suffix is
+    the container of ``timing`` (the input whose frames the output has; default ``source``): a
+    still image gives ``.png``, a container vsode does not write ``.mp4``."""
+    timing = timing or source
+    if timing.is_still:
+        suffix = ".png"
+    else:
+        suffix = timing.path.suffix.lower() if timing.path.suffix.lower() in VIDEO_SUFFIXES else ".mp4"
+    return source.path.with_name(f"{source.path.stem}.{tag}{suffix}")
+
+
+def check_outputs(paths: Sequence[Path], frames: int, sources: Sequence[Source], *, force: bool) -> None:
+    """Fail before any work on outputs that exist (without force), repeat, overwrite an input, or
+    are still images for a result of several frames."""
+    seen: set[Path] = set()
+    inputs = {s.path.resolve() for s in sources}
+    for path in paths:
+        check_output_path(path, force=force)
+        real = path.resolve()
+        if real in seen:
+            raise InputError(f"output {path} is given twice; give each output its own -o")
+        if real in inputs:
+            raise InputError(f"output {path} is an input; choose another -o")
+        seen.add(real)
+        if path.suffix.lower() in IMAGE_SUFFIXES and frames != 1:
+            raise InputError(f"output {path} is an image but the result has {frames} frames; use a .mp4 name")
+
+
 def _paths(given: PathLike | Sequence[PathLike] | None, defaults: Sequence[Path]) -> list[Path]:
     if given is None:
         return list(defaults)
@@ -137,7 +184,7 @@ def _result(command: str, pipe: Pipeline, source: Source, outputs: list[OutputVi
         crop=None if source.track is not None else tuple(source.crop),  # type: ignore[arg-type]
         aligned={s.role: s.track is not None for s in (source, *others)},
         nfe=pipe.nfe,
-        timings=pipe.clock.to_dict(),
+        timings=pipe.progress.report(),
         options=as_dict(options),
         paste_back=pipe.pastes(canvas),
     )
@@ -180,10 +227,9 @@ def edit(
     paths = _paths(outputs, [default_output(source, t) for t in tags])
     check_outputs(paths, len(times), [source], force=options.force)
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
-    content = pipe.content_code(source)
-    code = pipe.encode(source, content)
+    code = pipe.encode(source)
     _note_crops(pipe, source)
-    styles = pipe.styles(content, options)
+    styles = pipe.styles(code.content_code, options)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, options.prompts)]
     written = pipe.render(code, times, specs, audio=pipe.audio(source, times), canvas=source)
     return _result("edit", pipe, source, written, options, canvas=source)
@@ -259,7 +305,7 @@ def interpolate(
     paths = _paths(output, [default_output(source, f"interpolate-{tag}")])
     check_outputs(paths, len(times), [source], force=options.force)
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
-    code = pipe.encode(source, pipe.content_code(source))
+    code = pipe.encode(source)
     _note_crops(pipe, source)
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           audio=pipe.audio(source, times))
@@ -294,7 +340,7 @@ def extrapolate(
     paths = _paths(output, [default_output(source, tag)])
     check_outputs(paths, len(times), [source], force=options.force)
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
-    code = pipe.encode(source, pipe.content_code(source))
+    code = pipe.encode(source)
     _note_crops(pipe, source)
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           audio=pipe.audio(source, times))
@@ -334,10 +380,9 @@ def blend_motion(
     check_outputs(paths, len(times), [source, motion], force=options.force)
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
     mask = region_mask(region, pipe.grid)
-    content = pipe.content_code(source)
-    code = pipe.encode(source, content)
-    other = pipe.encode(motion, content)
+    code = pipe.encode(source)
+    other = pipe.encode(motion, code.content_code)
     _note_crops(pipe, source, motion)
-    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(content)[0])],
+    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           blend=(other, mask), audio=pipe.audio(source, times), canvas=source)
     return _result("blend-motion", pipe, source, written, options, motion, canvas=source)

@@ -24,7 +24,7 @@ import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -34,6 +34,9 @@ from .checkpoints.load import safe_load
 from .checkpoints.registry import REGISTRY
 from .device import resolve_device
 from .encoders import Encoder, load_encoder, preprocess
+from .align.faces import center_square, face_batches, face_track, shares_decode
+from .align.options import AlignOptions
+from .align.track import Track
 from .errors import InputError
 from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
@@ -114,9 +117,11 @@ class Latents:
     encoder: dict[str, Any]
     generator: dict[str, Any]
     refine: dict[str, Any] = field(default_factory=lambda: {"steps": 0, "lr": 0.0})
-    alignment: Any = None
+    track: Track | None = None  # the face's alignment; None: the centre square ``crop``
 
     def __post_init__(self) -> None:
+        if isinstance(self.track, dict):  # the serialised form, from a file or a worker process
+            self.track = Track.from_dict(self.track, origin="latents")
         if self.wplus.ndim != 3 or self.wplus.shape[0] != len(self.times):
             raise InputError(
                 f"latents hold {tuple(self.wplus.shape)} codes for {len(self.times)} times; "
@@ -128,9 +133,9 @@ class Latents:
         return int(self.wplus.shape[0])
 
     @property
-    def content_code(self) -> torch.Tensor:
-        """The paper's content code: the mean of the per-frame W+ (n_latent×512)."""
-        return self.wplus.mean(dim=0)
+    def alignment(self) -> dict[str, Any] | None:
+        """The track as the file stores it (``vsode/track@1``), None for the centre square."""
+        return None if self.track is None else self.track.to_dict()
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -167,7 +172,7 @@ class Latents:
                 encoder=dict(ckpt["encoder"]),
                 generator=dict(ckpt["generator"]),
                 refine=dict(ckpt.get("refine") or {"steps": 0, "lr": 0.0}),
-                alignment=ckpt.get("alignment"),
+                track=None if ckpt.get("alignment") is None else Track.from_dict(ckpt["alignment"], origin=origin),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
             raise InputError(f"{origin} is a damaged latents file ({err}); invert the video again") from err
@@ -242,12 +247,6 @@ def load_models(options: InvertOptions, device: torch.device) -> InversionModels
 # --- the inversion -----------------------------------------------------------------------------
 
 
-def center_square(info: VideoInfo) -> tuple[int, int, int, int]:
-    """The largest centred square of the display frame, as (x, y, w, h)."""
-    side = min(info.width, info.height)
-    return ((info.width - side) // 2, (info.height - side) // 2, side, side)
-
-
 def _use_bf16(precision: str, device: torch.device) -> bool:
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 
@@ -284,16 +283,15 @@ def encoder_batches(
 ) -> Iterator[tuple[torch.Tensor, list[Fraction]]]:
     """Stream a video as encoder inputs: (B×3×size×size in [-1, 1], timestamps) per batch;
     the aligned crops of ``track`` (a :class:`vsode.align.Track`), else the centre square."""
-    if track is not None:
-        from .align import crop_video
+    for batch, (crops,) in face_batches(path, info, track, sizes=[_crop_size(track, size)],
+                                        batch_size=batch_size, progress=progress):
+        yield preprocess(crops, size), list(batch.timestamps)
 
-        for batch in crop_video(path, track, size=size, batch_size=batch_size, info=info, progress=progress):
-            yield preprocess(batch.frames, size), list(batch.timestamps)
-        return
-    for batch in read_frames(
-        path, batch_size=batch_size, crop=center_square(info), info=info, progress=progress
-    ):
-        yield preprocess(batch.frames, size), list(batch.timestamps)
+
+def _crop_size(track: Track | None, size: int) -> int | None:
+    """The crop the encoder's preprocessing starts from: aligned crops at its input size, the
+    centre square as decoded (``preprocess`` resizes it)."""
+    return size if track is not None else None
 
 
 def synthesize_at(
@@ -350,33 +348,15 @@ def alignment_track(
     size: int,
     progress: Progress | None = None,
 ) -> Any:
-    """The alignment :class:`vsode.align.Track` the options ask for, or None for the centre square.
-
-    ``auto`` skips detection for encoders whose world is aligned by construction and falls back
-    to the centre square (with a log line) when no face is found in any frame; ``on`` fails then.
-    """
-    from .align import AlignOptions, load_track, track_video
-
-    progress = ensure(progress)
-    if options.track is not None:
-        track = load_track(options.track)
-        track.check(info, origin=f"track {options.track}")
-        if (track.sigma_center, track.sigma_scale) != (options.sigma_center, options.sigma_scale):
-            track = track.smoothed(options.sigma_center, options.sigma_scale)
-        return track
-    if options.align == "off" or (options.align == "auto" and _prealigned(options.encoder)):
-        return None
+    """The alignment :class:`vsode.align.Track` the options ask for, or None for the centre square:
+    :func:`vsode.align.face_track` with the inversion's settings (``auto`` skips detection for
+    encoders whose world is aligned by construction)."""
     align_options = AlignOptions(
         size=size, face_index=options.face_index, sigma_center=options.sigma_center,
         sigma_scale=options.sigma_scale, batch_size=options.batch_size, device=options.device,
     )
-    try:
-        return track_video(path, align_options, info=info, progress=progress)
-    except InputError as exc:
-        if options.align == "on" or "no face" not in str(exc):
-            raise
-        progress.log(f"no face found in {path}; using the centre square (pass --no-align to skip detection)")
-        return None
+    return face_track(path, info, mode=options.align, prealigned=_prealigned(options.encoder),
+                      options=align_options, track_file=options.track, progress=progress)
 
 
 def invert_video(
@@ -386,6 +366,7 @@ def invert_video(
     models: InversionModels | None = None,
     info: VideoInfo | None = None,
     progress: Progress | None = None,
+    also: tuple[int, Callable[[torch.Tensor], None]] | None = None,
 ) -> Latents:
     """Invert every frame of a video (or an image) to W+.
 
@@ -395,6 +376,11 @@ def invert_video(
         models: already loaded models (else loaded from ``options``).
         info: the input's :func:`vsode.video.probe` result, if already known.
         progress: receives the stages ``load``, ``hash``, ``encode`` and ``refine``.
+        also: ``(size, consume)``: hand every batch of face crops at ``size`` (uint8) to
+            ``consume`` from the same decode as the encoder's, when one decode can serve both
+            (:func:`vsode.align.shares_decode`); the dynamics encoder's crops, so that an input is
+            decoded once for both. Not called when the latents come from the cache or when the
+            sizes cannot share a decode: count the frames it received.
 
     Returns:
         :class:`Latents` with one W+ per decoded frame at its exact timestamp. With
@@ -425,11 +411,15 @@ def invert_video(
     fast = _use_bf16(options.precision, device)
     codes: list[torch.Tensor] = []
     times: list[Fraction] = []
+    size = models.encoder.input_size
+    sizes = [_crop_size(track, size)]
+    if also is not None and shares_decode(info, track, [*sizes, also[0]]):
+        sizes.append(also[0])
     with progress.stage("encode", total=info.frame_count) as stage:
-        for images, stamps in encoder_batches(
-            path, info, size=models.encoder.input_size, batch_size=options.batch_size, track=track
-        ):
-            images = images.to(device)
+        for batch, crops in face_batches(path, info, track, sizes=sizes, batch_size=options.batch_size):
+            if len(crops) > 1:
+                also[1](crops[1])  # type: ignore[index]
+            images, stamps = preprocess(crops[0], size).to(device), list(batch.timestamps)
             w = models.encoder.encode(images, impl="fast" if fast else "reference")
             if options.refine:
                 w = refine_latents(w, images, models, steps=options.refine, lr=options.refine_lr)
@@ -448,7 +438,7 @@ def invert_video(
         encoder=models.encoder_ref,
         generator=models.generator_ref,
         refine={"steps": options.refine, "lr": options.refine_lr if options.refine else 0.0},
-        alignment=None if track is None else track.to_dict(),
+        track=track,
     )
     if options.use_cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,10 @@ steps, one module each (imports run downstream to upstream):
    each frame's FFHQ quad (the FFHQ dataset script's recipe, reused by pSp, e4e and STIT), frames
    without a face filled from their neighbours and listed, the quad's centre and its
    scale/rotation smoothed over time by separate Gaussians (STIT's 1 and 3 frames);
-3. :mod:`.warp` — **crop**: a perspective warp of every frame's quad to ``size``×``size``;
+3. :mod:`.faces` — **decide and stream**: the one entry the other stages use, :func:`face_track`
+   (a track or the centre square, by the ``auto``/``on``/``off`` policy) and
+   :func:`face_batches` (a source's crops, at several sizes from one decode);
+   :mod:`.warp` — **crop**: a perspective warp of every frame's quad to ``size``×``size``;
 4. :mod:`.warp` — **paste**: the inverse warp of an (edited) crop into the original frame under a
    feathered mask, optionally colour-matched at the seam.
 
@@ -29,6 +32,7 @@ from typing import Any
 from ..fileio import check_output_path
 from ..progress import Progress, ensure
 from ..video import VideoWriter, WriteResult, probe
+from .faces import center_square, face_batches, face_track, paste_square, shares_decode
 from .geometry import ffhq_quad, homography, quad_from_params, quad_params, quad_side
 from .landmarks import FaceLandmarks, Landmarker, MTCNNLandmarker
 from .options import AlignOptions, PasteOptions
@@ -131,6 +135,11 @@ __all__ = [
     "TRACK_FORMAT",
     "Track",
     "align_video",
+    "center_square",
+    "face_batches",
+    "face_track",
+    "paste_square",
+    "shares_decode",
     "crop_faces",
     "crop_video",
     "ffhq_quad",

@@ -1,0 +1,44 @@
+"""The VidStyleODE model, one module per job:
+
+- :mod:`.config`: :class:`ModelConfig`, its ``--set`` overrides and the named presets;
+- :mod:`.module`: :class:`VidStyleODE` and the one encode → solve → decode path
+  (:class:`VideoCode`, :class:`Trajectory`);
+- :mod:`.io`: building, saving and loading models and the frozen backbones they name.
+"""
+
+from __future__ import annotations
+
+from .config import BACKBONE_KINDS, CONTENT_MODES, FORMAT, PRESETS, Backbones, ModelConfig, preset_config
+from .io import (
+    backbone_ref,
+    build_model,
+    load_backbone,
+    load_model,
+    model_checkpoint,
+    model_from_checkpoint,
+    parameter_counts,
+    save_model,
+)
+from .module import Trajectory, VideoCode, VidStyleODE, content_code
+
+__all__ = [
+    "BACKBONE_KINDS",
+    "CONTENT_MODES",
+    "FORMAT",
+    "PRESETS",
+    "Backbones",
+    "ModelConfig",
+    "Trajectory",
+    "VideoCode",
+    "VidStyleODE",
+    "backbone_ref",
+    "build_model",
+    "content_code",
+    "load_backbone",
+    "load_model",
+    "model_checkpoint",
+    "model_from_checkpoint",
+    "parameter_counts",
+    "preset_config",
+    "save_model",
+]
