@@ -347,6 +347,9 @@ def _bad_cases(media: Path, clip: Path, clip_b: Path) -> dict[str, tuple[list, i
         "image output for a video": (["edit", clip, "-p", "x", "-o", media / "still.png"], 2, "use a .mp4"),
         "latents of another video": (["edit", clip_b, "-p", "x", "--latents", media / "clip.latents.pt"], 2, "not from"),
         "latents not a latents file": (["edit", "-p", "x", "--latents", clip], 2, "not a latents file"),
+        "a billion frames": (["interpolate", clip, "--fps", "1000000000"], 2, "--max-frames 100,000"),
+        "a million seconds": (["extrapolate", clip, "--seconds", "1000000"], 2, "--max-frames"),
+        "over a lowered limit": (["interpolate", clip, "--factor", "2", "--max-frames", "59"], 2, "60 frames"),
     }
 
 
@@ -354,6 +357,7 @@ def _bad_cases(media: Path, clip: Path, clip_b: Path) -> dict[str, tuple[list, i
     "driver empty file", "driver without frames", "mask of wrong shape", "mask png of wrong shape", "fps zero",
     "fps negative", "two retimings", "seconds negative", "empty prompt", "unknown region",
     "model of the wrong kind", "image output for a video", "latents of another video", "latents not a latents file",
+    "a billion frames", "a million seconds", "over a lowered limit",
 ])
 def test_bad_input_is_one_line_exit_2_and_no_output(case, media, clip_a, clip_b, model_file, a_latents):
     args, code, words = _bad_cases(media, clip_a, clip_b)[case]
@@ -499,3 +503,35 @@ def test_an_unaligned_edit_keeps_the_input_frame_size_and_the_pixels_outside_its
     assert mean_diff(edited[..., 8:56], source[..., 8:56]) > 50
     crop = ok("edit", clip_a, "-p", "blue eyes", "--crop-only", "-o", media / "square-crop.mp4", model=model_file)
     assert not crop["paste_back"] and (crop["outputs"][0]["width"], crop["outputs"][0]["height"]) == (64, 64)
+
+
+def test_max_frames_raised_lets_a_long_output_through(clip_a, model_file, media):
+    result = ok("interpolate", clip_a, "--factor", "2", "--max-frames", "60", "-o", media / "x2-limit.mp4",
+                model=model_file)
+    assert result["outputs"][0]["frames"] == 60
+
+
+def test_an_input_is_decoded_once_for_the_inversion_and_the_dynamics(model_file, media, monkeypatch):
+    """A square clip at the model's frame size: the inversion's crop pass also feeds the dynamics
+    encoder (one face decode instead of two), with the same output as two passes."""
+    import vsode.align.faces as faces
+    import vsode.invert as invert
+
+    clip = make_clip(media / "square.mp4", size=(64, 64), duration=0.5, frames=15)
+    calls = []
+    real = faces.read_frames
+
+    def counting(*args, **kwargs):
+        calls.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(faces, "read_frames", counting)
+    shared = ok("edit", clip, "-p", "blue eyes", "--no-cache", "--crf", "0", "-o", media / "one-pass.mp4",
+                model=model_file)
+    assert len(calls) == 1
+    monkeypatch.setattr(invert, "shares_decode", lambda *a: False)  # the two-pass path
+    calls.clear()
+    ok("edit", clip, "-p", "blue eyes", "--no-cache", "--crf", "0", "-o", media / "two-pass.mp4", model=model_file)
+    assert len(calls) == 2
+    assert mean_diff(frames_of(media / "one-pass.mp4"), frames_of(media / "two-pass.mp4")) == 0
+    assert shared["timings"]["invert"]["frames"] == 15

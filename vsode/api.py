@@ -296,6 +296,12 @@ def interpolate(
     """
     progress = ensure(progress)
     source = open_source(video, latents=latents, min_frames=2)
+    if options.fps is not None:  # counted before the frame times are built
+        options.check_frame_count(max(1, round(source.info.duration * options.fps)))
+    elif options.factor is not None:
+        options.check_frame_count(source.frame_count * options.factor)
+    else:
+        options.check_frame_count(len(options.times))  # type: ignore[arg-type]
     if options.fps is not None:
         times, tag = FrameTimes.resample(source.info.duration, options.fps), f"{format_rate(options.fps)}fps"
     elif options.factor is not None:
@@ -334,6 +340,7 @@ def extrapolate(
     progress = ensure(progress)
     source = open_source(video, latents=latents, min_frames=2)
     count = options.new_frames(source.fps)
+    options.check_frame_count(count + (0 if options.only_new else source.frame_count))
     times = FrameTimes.continuation(source.times, source.fps, count, keep_source=not options.only_new)
     amount = f"{options.frames}f" if options.frames is not None else f"{float(options.seconds):g}s"
     tag = f"extrapolate-{slug(amount)}" + ("-new" if options.only_new else "")

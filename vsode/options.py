@@ -40,6 +40,10 @@ DEFAULT_ENCODER = "psp-demo"
 PROMPT_TEMPLATE = "a photo of a person with {}"
 DEFAULT_SOURCE = "a photo of a person"
 DEFAULT_STRENGTH = 1.3  # α of the released appearance script
+# Output frames above which a command refuses to start unless told (--max-frames): 100,000 frames
+# are 55 minutes at 30 fps, far beyond a re-timed or continued clip, and about what a typo in a
+# rate or length (--fps 1000000000) asks for first.
+MAX_FRAMES = 100_000
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"})
 # Decimal rates that mean the NTSC family: "29.97" is 30000/1001, not 2997/100.
 _NTSC_BASES = (24, 30, 48, 60, 120, 240)
@@ -366,9 +370,11 @@ class RenderOptions:
             it is, e.g. the demo built-ins; the centre square when no face is found), ``on``
             (no face is an error) or ``off`` (the centre square, for aligned footage).
         face_index: which face to follow when there are several (0 = the largest).
-        crop_only: write the generated (aligned) crop instead of pasting it back into the full
-            frame. Outputs at new frame times (interpolate, extrapolate) and inputs that were not
-            aligned are always the crop.
+        crop_only: write the generated crop instead of pasting it back into the full frame (an
+            aligned face through its inverse warp, any other into its centre square). Outputs at
+            new frame times (interpolate, extrapolate) are always the crop.
+        max_frames: the most output frames a call may write (:data:`MAX_FRAMES` by default); the
+            count is checked before anything is loaded.
     """
 
     model: str = DEFAULT_MODEL
@@ -384,6 +390,7 @@ class RenderOptions:
     align: str = "auto"
     face_index: int = 0
     crop_only: bool = False
+    max_frames: int = MAX_FRAMES
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -406,6 +413,16 @@ class RenderOptions:
                     f"align {self.align!r} is not one of {', '.join(ALIGN_MODES)}")
         _problem_if(not _whole(self.face_index, 0), problems,
                     f"--face-index {self.face_index} must be 0 (the largest face) or more")
+        _problem_if(not _whole(self.max_frames, 1), problems,
+                    f"--max-frames {self.max_frames} must be a whole number of frames >= 1")
+
+    def check_frame_count(self, count: int) -> None:
+        """Refuse (exit 2) an output of more than ``max_frames`` frames, before any work."""
+        if count > self.max_frames:
+            raise InputError(
+                f"the output would have {count:,} frames, more than --max-frames {self.max_frames:,}; "
+                "check the rate or length asked for, or raise --max-frames if you mean it"
+            )
 
 
 def _check_prompts(prompts: Sequence[str], source: str, strength: float, problems: list[str], *, required: bool) -> None:

@@ -61,3 +61,9 @@ def report(result: Any) -> str:
         audio = ", with audio" if out.audio else ""
         lines.append(f"wrote {out.path}: {out.frames} frames at {fps} fps, {float(out.duration):.3f} s{audio}")
     return "\n".join(lines)
+
+
+MaxFramesOpt = Annotated[int, typer.Option(
+    "--max-frames", min=1, metavar="N",
+    help="Refuse to start when the output would have more frames than this (a mistyped rate or length); "
+         "raise it to write longer outputs.")]
