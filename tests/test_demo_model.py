@@ -48,7 +48,11 @@ def test_the_metrics_file_describes_the_shipped_weights(metrics):
     assert metrics["bytes"] == len(blob)
     assert metrics["command"].startswith("python scripts/train_demo_model.py --out vsode/assets/demo --seed 0")
     val = metrics["validation"]
-    assert val["videos"] >= 8 and val["psnr"] > 0 and val["static_psnr"] > 0
+    # the shipped weights are the run's last validation, taken at its last step
+    assert val["step"] == metrics["train"]["steps"] == 2750 and val == metrics["validation_curve"][-1]
+    # the held-out reconstruction through the latent ODE beats the motionless content code
+    # (measured 21.76 dB against 21.17 dB on 8 videos): the model carries motion
+    assert val["videos"] >= 8 and val["psnr"] > val["static_psnr"] + 0.5
 
 
 def test_the_demo_bundle_stays_within_its_size_budget():

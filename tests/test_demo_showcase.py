@@ -81,30 +81,65 @@ def test_every_application_wrote_its_output_at_the_promised_times(demo_run):
 
 
 def test_report_has_every_score(demo_run):
+    """Every score is there and its values hang together: each summary figure is the score it
+    names, each ratio is its parts', and the baselines read from the true frames score what they
+    measured (seed 0: inversion 27.74 dB, frame blend 28.22, W+ lerp 27.30, content code 18.73;
+    repeating the last frame 19.62)."""
     _, report = demo_run
-    scores = report["scores"]
+    scores, summary = report["scores"], report["summary"]
     assert set(scores) == {name.rsplit(".", 1)[0] for name in APPS}
-    for name in ("edit-hair", "edit-eyes"):
-        edit = scores[name]["edit"]
-        assert set(edit) == {"accuracy", "others_unchanged", "target", "others"}
-        assert 0 <= edit["accuracy"] <= 1 and 0 <= edit["others_unchanged"] <= 1
-        assert {"flip_rate", "frame_diff_ratio", "truth_frame_diff_ratio"} <= set(scores[name]["temporal"])
-    source = sample_params(SEED).attributes
-    assert scores["edit-hair"]["target"]["hair"] != source["hair"]
-    assert scores["edit-eyes"]["target"]["eyes"] != source["eyes"]
-    assert set(scores["animate"]["correlation"]) == {"mouth_open", "head_x", "head_y"}
-    assert scores["animate"]["reference_correlation"]["mouth_open"] > 0.95  # the regressor on the truth
-    interp = scores["interpolate"]["interpolation"]
-    assert interp["frames"] == 30 and set(interp["baselines_psnr_db"]) == {
-        "inversion", "frame_blend", "wplus_lerp", "content_code"}
-    assert all(isinstance(v, float) for v in interp["baselines_psnr_db"].values())
-    extra = scores["extrapolate"]["extrapolation"]
-    assert extra["frames"] == 6 and isinstance(extra["psnr_db"], float) and isinstance(extra["repeat_last_psnr_db"], float)
-    blend = scores["blend-motion"]["blend"]
-    assert {"corr_a", "corr_b", "energy_ratio_b"} == set(blend["inside"]) and "follows" in blend
-    summary = report["summary"]
     assert set(summary) == {"edit-hair", "edit-eyes", "animate", "interpolate", "extrapolate", "blend-motion"}
     assert set(report["apps"]) == {"edit", "animate", "interpolate", "extrapolate", "blend-motion"}
+    source = sample_params(SEED).attributes
+    for name, attribute, value in (("edit-hair", "hair", "blonde"), ("edit-eyes", "eyes", "blue")):
+        score, edit = scores[name], scores[name]["edit"]
+        assert source[attribute] != value and score["target"] == {attribute: value}
+        # one attribute edited, read as the new colour on every frame; the two others kept on every frame
+        others = {"hair", "eyes", "skin"} - {attribute}
+        assert edit["target"] == {attribute: edit["accuracy"]} and edit["accuracy"] >= 0.9
+        assert set(edit["others"]) == others and min(edit["others"].values()) >= 0.9
+        assert edit["others_unchanged"] >= 0.9
+        temporal = score["temporal"]
+        assert temporal["transitions"] == score["frames"] - 1 == 23
+        assert temporal["flips"] == {"hair": 0, "eyes": 0, "skin": 0} and temporal["flip_rate"] == 0.0
+        assert temporal["frame_diff_ratio"] == pytest.approx(temporal["frame_diff"] / temporal["source_frame_diff"], abs=1e-3)
+        assert 0.2 <= temporal["truth_frame_diff_ratio"] <= 1.5  # measured 0.25 / 0.27
+        assert summary[name] == {
+            "prompt": f"{value} {attribute}", "accuracy": edit["accuracy"], "others_unchanged": edit["others_unchanged"],
+            "flip_rate": temporal["flip_rate"], "frame_diff_ratio": temporal["frame_diff_ratio"],
+            "clip_direction": score["direction"]["cosine"], "true_clip_direction": score["direction"]["reference"],
+        }
+    animate = scores["animate"]
+    assert set(animate["correlation"]) == {"mouth_open", "head_x", "head_y"}
+    assert all(-1 <= r <= 1 for r in animate["correlation"].values())
+    # the motion regressor reads the true animation (measured 0.999 / 0.975 / 0.999), so a low r is the model's
+    assert min(animate["reference_correlation"].values()) > 0.95
+    assert {f"r_{k}": v for k, v in animate["correlation"].items()} == {
+        k: v for k, v in summary["animate"].items() if k.startswith("r_")}
+    interp = scores["interpolate"]["interpolation"]
+    assert interp["frames"] == 30 and summary["interpolate"]["psnr_db"] == interp["psnr_db"]
+    baselines = interp["baselines_psnr_db"]
+    assert set(baselines) == {"inversion", "frame_blend", "wplus_lerp", "content_code"}
+    assert baselines["inversion"] >= 27.0 and baselines["frame_blend"] >= 27.5 and baselines["wplus_lerp"] >= 26.5
+    assert 18.0 <= baselines["content_code"] < interp["psnr_db"]
+    assert {f"{k}_psnr_db": v for k, v in baselines.items()} == {
+        k: v for k, v in summary["interpolate"].items() if k != "psnr_db"}
+    extra = scores["extrapolate"]["extrapolation"]
+    # the first half second after the source (6 frames at 12 fps), and the whole new second
+    assert extra["frames"] == 6 == extra["window_s"] * 12 and extra["all_new"]["frames"] == 12
+    assert extra["repeat_last_psnr_db"] >= 19.0 and extra["psnr_db"] >= 18.0
+    assert summary["extrapolate"] == {"psnr_db": extra["psnr_db"], "repeat_last_psnr_db": extra["repeat_last_psnr_db"]}
+    blend = scores["blend-motion"]["blend"]
+    for where in ("inside", "outside"):
+        assert all(-1 <= blend[where][f"corr_{v}"] <= 1 for v in "ab")
+        for v in "ab":
+            assert summary["blend-motion"][f"{where}_corr_{v}"] == blend[where][f"corr_{v}"]
+    assert blend["inside"]["energy_ratio_b"] > 0.1 and blend["outside"]["energy_ratio_a"] > 0.1  # measured 0.19 / 0.22
+    assert blend["follows"] == {
+        "inside_b": blend["inside"]["corr_b"] > blend["inside"]["corr_a"],
+        "outside_a": blend["outside"]["corr_a"] > blend["outside"]["corr_b"],
+    }
+    assert blend["follows"]["outside_a"]
 
 
 def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
@@ -112,11 +147,11 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
     hair→blonde accuracy 1.00, eyes→blue 1.00 (α = 2.0), others unchanged 1.00/1.00, flip rate 0/0,
     edited clips change from frame to frame 0.26/0.27 as much as the source; animate r(head_x) 0.82,
     r(head_y) -0.19, r(mouth) -0.06, portrait attributes 1.00; interpolation 19.17 dB (W+ lerp
-    27.30, frame blend 28.22, inversion 27.76, content code alone 18.73); extrapolation 18.33 dB
-    (repeat-last 19.62); blend-motion outside the mask r(A) 0.18, r(B) -0.36. The thresholds sit a
+    27.30, frame blend 28.22, inversion 27.74, content code alone 18.73); extrapolation 18.33 dB
+    (repeat-last 19.62); blend-motion outside the mask r(A) 0.17, r(B) -0.37. The thresholds sit a
     little below, so a regression in any stage fails here. The model does not transfer head y or the
-    mouth on this seed, and blend-motion's inside does not follow B: those are held only as floors
-    below what was measured (see README, "The demo model")."""
+    mouth on this seed, and blend-motion's inside does not follow B: those are the strict xfails
+    below, which hold the target and flip when the model reaches it (see README, "The demo model")."""
     _, report = demo_run
     s = report["summary"]
     assert s["edit-eyes"]["prompt"] == "blue eyes" and s["edit-eyes"]["accuracy"] >= 0.9
@@ -138,18 +173,43 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
         assert s[name]["clip_direction"] >= 0.85 and s[name]["true_clip_direction"] >= 0.85, name
     assert s["animate"]["portrait_attributes"] >= 0.9
     assert s["animate"]["r_head_x"] >= 0.7
-    # weak on this seed (measured -0.19 and -0.06): floors a little below, so they cannot get worse unseen
-    assert s["animate"]["r_head_y"] >= -0.35 and s["animate"]["r_mouth_open"] >= -0.2
+    # head y and the mouth: see the strict xfails below
     assert s["interpolate"]["psnr_db"] >= 18.9
     # the motion decoded from the latent ODE beats the motionless content code (measured +0.44 dB)
     assert s["interpolate"]["psnr_db"] >= s["interpolate"]["content_code_psnr_db"] + 0.3
     assert s["extrapolate"]["psnr_db"] >= 18.0
     assert report["scores"]["animate"]["temporal"]["flip_rate"] <= 0.05
-    # blend-motion: outside the mask the motion follows A rather than B; inside it does not follow B
-    # (r(B) -0.41, r(A) -0.13), so only the outside is held.
+    # blend-motion: outside the mask the motion follows A rather than B; the inside: see the xfail below
     blend = s["blend-motion"]
     assert blend["outside_corr_a"] >= 0.1 and blend["outside_corr_a"] > blend["outside_corr_b"] + 0.3
-    assert blend["inside_corr_b"] >= -0.55  # measured -0.41: a floor, not a claim that it follows B
+
+
+# Known gaps of the shipped demo model on seed 0 (README, "The demo model"). Each asserts what the
+# product should reach and is a strict xfail, so it turns into a failure ("XPASS(strict)") the day
+# the model reaches it: then drop the mark and keep the assertion. ``raises=AssertionError``: a crash
+# does not count as the expected failure.
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="the mouth does not follow the driver: r(mouth_open) = -0.06 on seed 0")
+def test_animate_transfers_the_mouth(demo_run):
+    _, report = demo_run
+    assert report["summary"]["animate"]["r_mouth_open"] >= 0.5
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="head y does not follow the driver on seed 0: r(head_y) = -0.19")
+def test_animate_transfers_head_y(demo_run):
+    _, report = demo_run
+    assert report["summary"]["animate"]["r_head_y"] >= 0.5
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="blend-motion's inside does not follow B: r(B) = -0.40, r(A) = -0.14 on seed 0")
+def test_blend_motion_inside_follows_b(demo_run):
+    _, report = demo_run
+    blend = report["summary"]["blend-motion"]
+    assert blend["inside_corr_b"] >= 0.5 and blend["inside_corr_b"] > blend["inside_corr_a"] + 0.3
 
 
 def test_contact_sheet_has_a_row_per_application(demo_run):

@@ -201,7 +201,28 @@ def test_load_model_checks_backbone_hashes(tmp_path, tiny):
     assert isinstance(model.generator, Generator)
 
 
+def test_tiny_preset_has_its_parameter_counts():
+    """The preset the unit tests run on: a change to any stage's size shows here."""
+    model = build_model("tiny", seed=0)
+    assert type(model) is VidStyleODE
+    assert parameter_counts(model) == {"dynamics": 10_124, "modulation": 9_696, "mapper": 4_272, "total": 24_092}
+    assert model.config.dynamics.grid == (8, 8) and model.config.mapper.groups == (2, 2, 2)
+    assert model.config.n_latent == 6
+
+
 def test_model_moves_with_its_backbones(tiny):
-    tiny.to(torch.float64)
-    assert next(tiny.generator.parameters()).dtype == torch.float64
-    assert isinstance(tiny, VidStyleODE)
+    generator, clip = tiny.generator, tiny.clip
+    frames, latents, times = _video()
+    code = tiny.encode_video(frames, times, latents=latents)
+    states32, _ = tiny.dynamics.solve(code.z_d0[None], [0.0, 0.13, 0.4])
+    assert tiny.to(torch.float64) is tiny
+    assert tiny.generator is generator and tiny.clip is clip  # moved in place, still attached
+    for part in (tiny, generator, clip):  # every stage and both backbones, parameters and buffers
+        assert {t.dtype for t in [*part.parameters(), *part.buffers()]} == {torch.float64}, type(part).__name__
+    assert not any(k.startswith(("generator", "clip")) for k in tiny.state_dict())  # still not the model's own
+    # the same function at the new precision: the ODE states agree with the float32 ones
+    code64 = tiny.encode_video(frames.double(), times, latents=latents.double())
+    states64, _ = tiny.dynamics.solve(code64.z_d0[None], [0.0, 0.13, 0.4])
+    assert states64.dtype == torch.float64
+    assert torch.allclose(states64, states32.double(), atol=1e-6)
+    assert (states32[:, 2] - states32[:, 0]).abs().max() > 1e-2  # and they do move over time

@@ -167,10 +167,47 @@ def test_interpolate_mode_hides_frames_but_supervises_them():
     assert mask.tolist() == [1, 1, 1, 1, 0, 0]
 
 
-def test_interpolate_mode_trains(tmp_path, data_dir, backbones):
-    opts = options(max_steps=2, sampling="interpolate", n_hidden=1)
+def test_interpolate_mode_trains(tmp_path, data_dir, backbones, monkeypatch):
+    """Through ``train`` itself: at every step the ODE encoder is given a mask that hides an inner
+    frame (changing its features leaves z_d0 as it is), and the decoder ODE is still solved at that
+    frame's time, so the hidden frame is supervised. If the option were ignored the mask
+    would be all ones (or not passed) and this fails."""
+    from vsode.dynamics import Dynamics
+
+    encoded, solved = [], []
+    real_encode, real_solve = Dynamics.encode_features, Dynamics.solve
+
+    def encode_features(self, feats, times, mask=None):
+        z_d0 = real_encode(self, feats, times, mask)
+        m = None if mask is None else torch.as_tensor(mask).detach().cpu().reshape(-1)
+        blind = None
+        if m is not None and bool((m == 0).any()):
+            with torch.no_grad():
+                other = feats.detach().clone()
+                other[:, m == 0] += 3.0  # what the hidden frames show must not reach z_d0
+                blind = torch.allclose(real_encode(self, other, times, mask), z_d0.detach())
+        encoded.append((torch.as_tensor(times, dtype=torch.float64).cpu(), m, blind))
+        return z_d0
+
+    def solve(self, z_d0, times):
+        solved.append(torch.as_tensor(times, dtype=torch.float64).detach().cpu())
+        return real_solve(self, z_d0, times)
+
+    monkeypatch.setattr(Dynamics, "encode_features", encode_features)
+    monkeypatch.setattr(Dynamics, "solve", solve)
+    # 8 loaded frames, 1 hidden, 2 supervised: frame 0 and one more, which a pick that ignored the
+    # hidden frame would land on only once in 7 (seed 1: it misses at every one of these steps)
+    opts = options(max_steps=3, sampling="interpolate", n_frames=8, n_hidden=1, n_supervised=2, seed=1)
     result = train(data_dir, tmp_path / "run", model_config=CONFIG, options=opts, backbones=backbones)
-    assert result.step == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert result.step == 3 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert len(encoded) == len(solved) == 3  # one encode and one solve per step
+    for (times, mask, blind), query in zip(encoded, solved):
+        assert mask is not None and mask.numel() == opts.n_frames
+        hidden = torch.nonzero(mask == 0).flatten()
+        assert hidden.numel() == 1 and 0 < int(hidden) < opts.n_frames - 1  # an inner frame
+        assert blind is True
+        assert bool(torch.isin(times[hidden], query).all())  # supervised at the hidden time
+        assert query[0] == times[0] and query.numel() == opts.n_supervised
 
 
 def test_edit_targets_come_from_other_videos():
