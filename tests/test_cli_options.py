@@ -241,8 +241,6 @@ def test_invert_defaults_to_the_default_models_encoder():
     assert next(p for p in invert.params if p.name == "encoder").default == DEFAULT_ENCODER
 
 
-@pytest.mark.xfail(strict=True, reason="vsode.invert.DEFAULT_ENCODER is still psp-ffhq-encode: "
-                   "vsode.train.prepare takes it as its default for real videos (issue 18)")
 def test_the_library_invert_default_agrees():
     from vsode.invert import InvertOptions
 

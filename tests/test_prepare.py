@@ -127,8 +127,8 @@ def test_resume_skips_done_videos_and_redoes_a_half_finished_one(videos, tmp_pat
     entries = {e["id"]: e for e in json.loads((out / "manifest.json").read_text())["videos"]}
     assert entries["beta_clip"]["caption"] == "a person talking"
     assert (out / "frames" / "beta_clip" / "text_descriptions.txt").read_text() == "a person talking\n"
-    # Other settings: an error naming the difference and the fixes; --force redoes everything.
-    with pytest.raises(InputError, match=r"size 32 -> 16.*--force"):
+    # Other settings: an error naming the difference and the fixes; --restart redoes everything.
+    with pytest.raises(InputError, match=r"size 32 -> 16.*--restart"):
         prepare_dataset(videos, out, PrepareOptions(**{**OPTIONS, "size": 16}))
     forced = prepare_dataset(videos, out, PrepareOptions(**{**OPTIONS, "size": 16}, force=True))
     assert len(forced.prepared) == 3

@@ -20,7 +20,7 @@ from vsode.stylegan2 import load_generator
 from vsode.train.data import BinSampler, TrainData
 from vsode.train.losses import LambdaSchedule
 from vsode.train.loop import (
-    Backbones,
+    FrozenModels,
     TrainOptions,
     compute_losses,
     observation_mask,
@@ -47,8 +47,8 @@ def tiny_dino() -> Dino:
 
 
 @pytest.fixture(scope="module")
-def backbones() -> Backbones:
-    return Backbones(
+def backbones() -> FrozenModels:
+    return FrozenModels(
         generator=load_generator(resolve("stylegan2-demo")),
         clip=load_clip(resolve("clip-demo")),
         dino=tiny_dino(),
@@ -244,13 +244,13 @@ from vsode.clip import load_clip
 from vsode.model import build_model, preset_config
 from vsode.stylegan2 import load_generator
 from vsode.train.data import BinSampler, TrainData
-from vsode.train.loop import Backbones, Distributed, average_gradients, compute_losses, init_distributed, step_generator, target_captions
+from vsode.train.loop import FrozenModels, Distributed, average_gradients, compute_losses, init_distributed, step_generator, target_captions
 from tests.test_train import options, tiny_dino
 torch.set_num_threads(1)
 info = Distributed.from_env()
 init_distributed(info, torch.device("cpu"))
 opts = options()
-bb = Backbones(load_generator(resolve("stylegan2-demo")), load_clip(resolve("clip-demo")), tiny_dino())
+bb = FrozenModels(load_generator(resolve("stylegan2-demo")), load_clip(resolve("clip-demo")), tiny_dino())
 data = TrainData(sys.argv[1])
 model = build_model(preset_config("demo"), seed=0)
 sampler = BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0, rank=info.rank, world_size=info.world_size)

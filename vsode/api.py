@@ -46,6 +46,7 @@ from .options import (
     region_mask,
 )
 from .fileio import check_output_path
+from .invert import InvertOptions
 from .options import IMAGE_SUFFIXES
 from .pipeline import OutputSpec, OutputVideo, Pipeline
 from .progress import Progress, ensure
@@ -393,3 +394,62 @@ def blend_motion(
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           blend=(other, mask), audio=pipe.audio(source, times), canvas=source)
     return _result("blend-motion", pipe, source, written, options, motion, canvas=source)
+
+
+# --- invert ----------------------------------------------------------------------------------------
+
+
+def invert(
+    video: PathLike,
+    options: InvertOptions | None = None,
+    *,
+    output: PathLike | None = None,
+    preview: PathLike | None = None,
+    preview_size: int = 256,
+    save_track: PathLike | None = None,
+    seed: int | None = None,
+    force: bool = False,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Invert every frame of a video to W+ and write the latents file (``vsode invert``).
+
+    Args:
+        video: the input video or image.
+        options: :class:`~vsode.invert.InvertOptions` (encoder, alignment, refinement...).
+        output: the latents file (default ``<stem>.latents.pt`` beside the input).
+        preview: also write G(W+) of every frame to this video, with the input's timing and audio.
+        preview_size: side of the preview frames.
+        save_track: also write the alignment track (JSON), for identical re-runs.
+        seed: seeds every RNG first.
+        force: overwrite existing outputs.
+
+    Returns the JSON-safe result: ``output``, ``frames``, the latents' summary and ``preview``.
+    """
+    from .device import resolve_device, seed_everything
+    from .invert import invert_video, load_models, render_preview
+    from .video import probe
+
+    options = options or InvertOptions()
+    progress = ensure(progress)
+    video = Path(video)
+    out = Path(output) if output is not None else video.with_name(video.stem + ".latents.pt")
+    for path in (out, preview, save_track):
+        if path is not None:
+            check_output_path(path, force=force)
+    seed_everything(seed)
+    device = resolve_device(options.device)
+    info = probe(video)  # bad input is reported before any model is looked for
+    with progress.stage("load models"):
+        models = load_models(options, device)
+    latents = invert_video(video, options, models=models, info=info, progress=progress)
+    latents.save(out, force=force)
+    if save_track is not None and latents.track is not None:
+        latents.track.save(save_track, force=force)
+    result: dict[str, Any] = {"output": str(out), "frames": latents.frame_count, **latents.summary()}
+    if preview is not None:
+        written = render_preview(
+            latents, models.generator, preview, size=preview_size, batch_size=options.batch_size,
+            audio_from=video, force=force, device=device, precision=options.precision, progress=progress,
+        )
+        result["preview"] = written.to_dict()
+    return result

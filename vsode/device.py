@@ -7,9 +7,9 @@ import random
 import torch
 
 from .errors import InputError
+from .options import PRECISIONS  # fp32 = the reference; auto = bf16 on CUDA, fp32 elsewhere
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("fp32", "bf16", "auto")  # fp32 = the reference; auto = bf16 on CUDA, fp32 elsewhere
 
 
 def resolve_device(spec: str | torch.device = "auto") -> torch.device:

@@ -32,21 +32,19 @@ import torch.nn.functional as F
 from .checkpoints.cache import Cache, resolve, sha256_file
 from .checkpoints.load import safe_load
 from .checkpoints.registry import REGISTRY
-from .device import resolve_device
+from .device import resolve_device, use_bf16
 from .encoders import Encoder, load_encoder, preprocess
 from .align.faces import center_square, face_batches, face_track, shares_decode
 from .align.options import AlignOptions
 from .align.track import Track
 from .errors import InputError
+from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
 from .video import VideoInfo, VideoWriter, probe, read_frames
 
 LATENTS_FORMAT = "vsode/latents@1"
-PRECISIONS = ("fp32", "bf16", "auto")
-DEFAULT_ENCODER = "psp-ffhq-encode"
-ALIGN_MODES = ("auto", "on", "off")
 # Bumped when the frames handed to the encoder change for the same input (crop policy, resize).
 _PREPROCESS_VERSION = 2
 
@@ -247,10 +245,6 @@ def load_models(options: InvertOptions, device: torch.device) -> InversionModels
 # --- the inversion -----------------------------------------------------------------------------
 
 
-def _use_bf16(precision: str, device: torch.device) -> bool:
-    return precision == "bf16" or (precision == "auto" and device.type == "cuda")
-
-
 def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels, track: Any = None) -> str:
     alignment = None if track is None else hashlib.sha256(
         json.dumps(track.to_dict(), sort_keys=True).encode()
@@ -260,7 +254,7 @@ def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels,
         "format": LATENTS_FORMAT,
         "preprocess": _PREPROCESS_VERSION,
         "source": source_sha,
-        "encoder": models.encoder_ref["sha256"],
+        "encoder": models.encoder_ref["sha256"] or models.encoder_ref["name"],  # a model's ref may lack a digest
         "precision": "bf16" if options.precision == "bf16" else "fp32",
         "refine": [options.refine, options.refine_lr] if options.refine else 0,
         "generator": models.generator_ref["sha256"] if options.refine else None,
@@ -408,7 +402,7 @@ def invert_video(
             progress.log(f"latents from cache {cache_file}")
             return cached
 
-    fast = _use_bf16(options.precision, device)
+    fast = use_bf16(options.precision, device)
     codes: list[torch.Tensor] = []
     times: list[Fraction] = []
     size = models.encoder.input_size
@@ -462,7 +456,7 @@ def render_preview(
     """Stream G(W+) of every frame to a video at the latents' own timestamps (audio optional)."""
     progress = ensure(progress)
     device = resolve_device(device) if isinstance(device, str) else device
-    dtype = torch.bfloat16 if _use_bf16(precision, device) else None
+    dtype = torch.bfloat16 if use_bf16(precision, device) else None
     check_output_path(output, force=force)
     start = latents.times[0] if latents.times else Fraction(0)
     stamps = [t - start for t in latents.times]
@@ -471,7 +465,7 @@ def render_preview(
         fps=latents.fps,
         width=size,
         height=size,
-        timestamps=None if _regular(stamps, latents.fps) else stamps,
+        timestamps=None if FrameTimes(tuple(latents.times), latents.fps).is_regular else stamps,
         audio_from=audio_from,
         force=force,
     ) as writer, progress.stage("preview", total=latents.frame_count) as stage:
@@ -482,7 +476,3 @@ def render_preview(
             writer.write(((images.float().clamp(-1, 1) + 1) / 2).cpu())
             stage.advance(w.shape[0])
     return writer.close()
-
-
-def _regular(stamps: list[Fraction], fps: Fraction) -> bool:
-    return all(t == i / fps for i, t in enumerate(stamps))

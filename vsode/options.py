@@ -28,14 +28,14 @@ from .errors import InputError
 if TYPE_CHECKING:  # torch is imported where a mask is made, so that the CLI starts without it
     import torch
 
-PRECISIONS = ("fp32", "bf16", "auto")
+PRECISIONS = ("fp32", "bf16", "auto")  # vsode.device.use_bf16 decides what each means on a device
 CONTENT_MODES = ("mean", "first")
 ALIGN_MODES = ("auto", "on", "off")
 DEFAULT_MODEL = "vidstyleode-demo"
 # The encoder DEFAULT_MODEL was trained with (its checkpoint's backbones record it; a test holds
 # the two together): `vsode invert`'s default, so that its latents fit the apps' default model.
 DEFAULT_ENCODER = "psp-demo"
-# How the training captions were written (vsode.demo.world.CAPTION_TEMPLATE, the released
+# How the training captions were written (the demo world's captions, the released
 # RAVDESS descriptions); ``--raw-prompt`` uses the prompt as it is.
 PROMPT_TEMPLATE = "a photo of a person with {}"
 DEFAULT_SOURCE = "a photo of a person"

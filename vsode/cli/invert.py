@@ -79,38 +79,14 @@ def invert(
     or an encoder that needs no alignment such as the default demo one, takes the centre square.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
-        from ..device import resolve_device, seed_everything
-        from ..fileio import check_output_path
-        from ..invert import InvertOptions, invert_video, load_models, render_preview
-        from ..video import probe
+        from ..api import invert as run
+        from ..invert import InvertOptions
 
-        out = output or video.with_name(video.stem + ".latents.pt")
-        check_output_path(out, force=force)
-        if preview is not None:
-            check_output_path(preview, force=force)
         options = build_options(
             InvertOptions, ctx.params,
             skip=("video", "output", "preview", "preview_size", "save_track", "seed", "force"),
         )
-        if save_track is not None:
-            check_output_path(save_track, force=force)
-        seed_everything(seed)
-        dev = resolve_device(device)
-        info = probe(video)  # bad input is reported before any model is looked for
-        with ui.progress.stage("load models"):
-            models = load_models(options, dev)
-        latents = invert_video(video, options, models=models, info=info, progress=ui.progress)
-        latents.save(out, force=force)
-        if save_track is not None and latents.alignment is not None:
-            from ..align import Track
-
-            Track.from_dict(latents.alignment).save(save_track, force=force)
-        result = {"output": str(out), "frames": latents.frame_count, **latents.summary()}
-        if preview is not None:
-            written = render_preview(
-                latents, models.generator, preview, size=preview_size, batch_size=batch_size,
-                audio_from=video, force=force, device=dev, precision=precision, progress=ui.progress,
-            )
-            result["preview"] = written.to_dict()
-        ui.result(result, human=f"wrote {out} ({latents.frame_count} frames)"
+        result = run(video, options, output=output, preview=preview, preview_size=preview_size,
+                     save_track=save_track, seed=seed, force=force, progress=ui.progress)
+        ui.result(result, human=f"wrote {result['output']} ({result['frames']} frames)"
                   + (f" and {preview}" if preview is not None else ""))

@@ -75,7 +75,7 @@ def train(
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..device import resolve_device
         from ..model import load_backbone, backbone_ref, preset_config
-        from ..train.loop import Backbones, Distributed, TrainOptions, split_overrides, train as run_training
+        from ..train.loop import Distributed, FrozenModels, TrainOptions, split_overrides, train as run_training
 
         restart = restart_flag(ui, restart, force)
 
@@ -120,7 +120,7 @@ def train(
             output,
             model_config=config,
             options=options,
-            backbones=Backbones(loaded["generator"], loaded["clip"], loaded["dino"]),
+            backbones=FrozenModels(loaded["generator"], loaded["clip"], loaded["dino"]),
             backbone_refs=refs,
             device=dev,
             progress=ui.progress,

@@ -78,16 +78,9 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], *, label: str = "checkpoint")
     state = ckpt.get("state_dict")
     if not isinstance(state, Mapping):
         raise InputError(f"{label} has no state_dict")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unknown = sorted(set(state) - set(expected))
-    if missing or unknown:
-        raise InputError(
-            f"{label} does not match its config: missing {missing[:3]}, unknown {unknown[:3]}"
-        )
-    for key, value in state.items():
-        if tuple(value.shape) != tuple(expected[key].shape):
-            raise InputError(f"{label}: {key} has shape {tuple(value.shape)}, expected {tuple(expected[key].shape)}")
+    from ..checkpoints.load import check_layout
+
+    check_layout(model.state_dict(), state, f"{label} does not match its config")
     model.load_state_dict(state, strict=True)
     refs = ckpt.get("backbones") or {}
     model.backbone_refs = {k: (dict(refs[k]) if refs.get(k) else None) for k in BACKBONE_KINDS}

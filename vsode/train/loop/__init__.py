@@ -40,10 +40,6 @@ from .options import RUN_FORMAT, SAMPLING, STATE_FORMAT, TrainOptions, split_ove
 from .run import TrainResult, load_train_state, run_config, train
 from .validate import reconstruct_video
 
-# The old name, for vsode/cli/train.py and tests/test_train.py until they say FrozenModels (it
-# clashed with vsode.model.Backbones); not exported.
-Backbones = FrozenModels
-
 __all__ = [
     "RUN_FORMAT",
     "SAMPLING",

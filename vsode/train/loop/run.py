@@ -141,7 +141,7 @@ def train(
         old = json.loads(config_path.read_text())
         if not _same_run(old, config_record):
             raise InputError(
-                f"{run_dir} holds a run with other settings; use a new --output folder, or --force to start over"
+                f"{run_dir} holds a run with other settings; use a new --output folder, or --restart to start over"
             )
         if ckpt_path.exists():
             state = load_train_state(ckpt_path)

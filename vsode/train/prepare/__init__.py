@@ -18,9 +18,10 @@ SHA-256, precision, split seed...). Running again into the same folder resumes: 
 ``done`` record names the same source is skipped (its caption and split are refreshed), and any
 other is (re)done. Other settings than those recorded are an error unless ``force``.
 
-Without face alignment (a later stage) every frame is centre-cropped to the largest square and
-resized (bilinear, antialiased) both to the training size for the PNGs and to the encoder's input
-size for the inversion, exactly as ``vsode invert`` does; the inputs should already be aligned.
+Faces are taken as ``vsode invert`` takes them (:func:`vsode.align.face_track`): FFHQ-aligned
+crops unless the encoder's world needs none or ``--no-align``, else the largest centre square; the
+crops are resized both to the training size for the PNGs and to the encoder's input size for the
+inversion.
 """
 
 from .options import (

@@ -17,6 +17,7 @@ PREPARED_FORMAT = "vsode/train-data@1"
 DEMO_DATASET_FORMAT = "vsode/demo-dataset@1"
 DEFAULT_SIZE = 256
 DEMO_ENCODER = "psp-demo"  # the demo world's own encoder, the default for demo datasets
+FACE_ENCODER = "psp-ffhq-encode"  # the released face encoder, the default for real videos
 # Files taken as videos (ffmpeg reads many more; give such files one of these suffixes).
 VIDEO_SUFFIXES = frozenset(
     ".mp4 .m4v .mov .qt .mkv .webm .avi .gif .flv .wmv .asf .mpg .mpeg .m2v .ts .mts .m2ts "

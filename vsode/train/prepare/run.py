@@ -17,7 +17,6 @@ import torch
 from ...errors import InputError, VsodeError
 from ...fileio import atomic_write_bytes
 from ...invert import (
-    DEFAULT_ENCODER,
     InversionModels,
     InvertOptions,
     Latents,
@@ -31,6 +30,7 @@ from .options import (
     DEFAULT_SIZE,
     DEMO_DATASET_FORMAT,
     DEMO_ENCODER,
+    FACE_ENCODER,
     PREPARED_FORMAT,
     RESIZE_POLICY,
     PrepareOptions,
@@ -124,7 +124,7 @@ def _check_settings(root: Path, settings: dict[str, Any], force: bool) -> None:
         diffs = [f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in now if before.get(k) != now.get(k)]
         raise InputError(
             f"{root} was prepared with other settings ({'; '.join(diffs)}); rerun with the same "
-            "options, give a new folder with -o, or pass --force to redo it"
+            "options, give a new folder with -o, or pass --restart to redo it"
         )
     root.mkdir(parents=True, exist_ok=True)
     for sub in ("frames", "latents", "done", "splits"):
@@ -234,7 +234,7 @@ def prepare_dataset(
         for key in unmatched:
             progress.log(f"captions file: {key!r} names no video in {videos_dir}")
     size = options.size or (int(demo_config["size"]) if demo_config else DEFAULT_SIZE)
-    encoder = options.encoder or (DEMO_ENCODER if demo_config else DEFAULT_ENCODER)
+    encoder = options.encoder or (DEMO_ENCODER if demo_config else FACE_ENCODER)
 
     device = resolve_device(options.device)
     invert_options = InvertOptions(encoder=encoder, batch_size=options.batch_size, device=options.device,
@@ -328,7 +328,7 @@ def _consume(source: _Source, out: queue.Queue, future: Future, root: Path, mode
         fps=item.fps,
         size=item.size,
         crop=item.crop,
-        alignment=item.alignment,
+        track=item.track,
         source={"path": str(source.path.resolve()), "sha256": item.identity["sha256"]},
         encoder=models.encoder_ref,
         generator=models.generator_ref,

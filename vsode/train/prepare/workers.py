@@ -21,7 +21,8 @@ import torch.nn.functional as F
 from ...checkpoints.cache import sha256_file
 from ...errors import InputError
 from ...fileio import atomic_write_bytes
-from ...invert import InvertOptions, alignment_track, center_square
+from ...align import Track, center_square, face_batches
+from ...invert import InvertOptions, alignment_track
 from ...video.decode import put_unless_halted
 from .sources import _Source
 
@@ -34,7 +35,7 @@ class _Start:
     times: list[Fraction]
     size: tuple[int, int]
     crop: tuple[int, int, int, int]
-    alignment: dict[str, Any] | None = None
+    track: Track | None = None  # the face's alignment; None: the centre square ``crop``
 
 
 @dataclass
@@ -145,18 +146,13 @@ def _produce_video(source: _Source, root: Path, size: int, input_size: int, batc
     _clear_frames(folder)
     crop = center_square(info)
     track = _track(source.path, info, max(size, input_size), batch_size, align)
-    alignment = None if track is None else track.to_dict()
-    _put(out, _Start(identity, info.fps, list(info.timestamps), (info.width, info.height), crop, alignment), halt)
-    if track is None:
-        frames = read_frames(source.path, batch_size=batch_size, crop=crop, info=info)
-    else:
-        from ...align import crop_video
-
-        frames = crop_video(source.path, track, size=max(size, input_size), batch_size=batch_size, info=info)
-    with contextlib.closing(frames):
-        for batch in frames:  # B 3 side side uint8, the full-resolution square
-            _write_pngs(folder, _resize(batch.frames, size), batch.indices[0])
-            _put(out, _encoder_input(batch.frames, input_size), halt)
+    _put(out, _Start(identity, info.fps, list(info.timestamps), (info.width, info.height), crop, track), halt)
+    side = None if track is None else max(size, input_size)  # the centre square as decoded
+    batches = face_batches(source.path, info, track, sizes=[side], batch_size=batch_size)
+    with contextlib.closing(batches):
+        for batch, (crops,) in batches:  # B 3 side side uint8, the full-resolution square
+            _write_pngs(folder, _resize(crops, size), batch.indices[0])
+            _put(out, _encoder_input(crops, input_size), halt)
 
 
 def _track(path: Path, info: Any, size: int, batch_size: int, align: tuple[str, int, str]) -> Any:
