@@ -309,14 +309,7 @@ def interpolate(
         times, tag = FrameTimes.subdivide(source.times, source.fps, options.factor), f"x{options.factor}"
     else:
         times, tag = FrameTimes(options.times, source.fps), "times"  # type: ignore[arg-type]
-    paths = _paths(output, [default_output(source, f"interpolate-{tag}")])
-    check_outputs(paths, len(times), [source], force=options.force)
-    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
-    code = pipe.encode(source)
-    _note_crops(pipe, source)
-    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
-                          audio=pipe.audio(source, times))
-    return _result("interpolate", pipe, source, written, options)
+    return _retime("interpolate", source, times, f"interpolate-{tag}", output, options, progress)
 
 
 def extrapolate(
@@ -345,6 +338,13 @@ def extrapolate(
     times = FrameTimes.continuation(source.times, source.fps, count, keep_source=not options.only_new)
     amount = f"{options.frames}f" if options.frames is not None else f"{float(options.seconds):g}s"
     tag = f"extrapolate-{slug(amount)}" + ("-new" if options.only_new else "")
+    return _retime("extrapolate", source, times, tag, output, options, progress)
+
+
+def _retime(command: str, source: Source, times: FrameTimes, tag: str, output: PathLike | None,
+            options: RenderOptions, progress: Progress) -> AppResult:
+    """Interpolate's and extrapolate's common part: the source's own motion and appearance at new
+    frame times, written as the crop with the source's audio where it has some."""
     paths = _paths(output, [default_output(source, tag)])
     check_outputs(paths, len(times), [source], force=options.force)
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
@@ -352,7 +352,7 @@ def extrapolate(
     _note_crops(pipe, source)
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           audio=pipe.audio(source, times))
-    return _result("extrapolate", pipe, source, written, options)
+    return _result(command, pipe, source, written, options)
 
 
 def blend_motion(

@@ -14,6 +14,10 @@ channels-last tensors under bf16 autocast (held to the reference by the tests).
 The sizes are an :class:`EncoderArch`: the default is the published IR-SE-50 at 256², and a
 smaller one (the demo world's 64² encoder) is the same classes with fewer, narrower units. A file
 of a non-default arch says so in ``opts["vsode_arch"]`` (plain types), read by :func:`load_encoder`.
+
+Why one file of ~700 lines (STYLE habit 1 says ~600): the backbone, the two heads and the loader
+share one parameter-name contract with the published files, checked key by key in one place; split,
+the names the loader maps would stand in a different file from the classes that own them.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ reference and a fast implementation in :mod:`vsode.ops`, picked per call with ``
 
 A non-square generator (StyleGAN-Human 1024×512 converted to this layout) is the same class with
 ``size=(1024, 512)``: a 4×2 constant input, H×H/2 noise maps, the same 18-row W+.
+
+Why one file of ~800 lines (STYLE habit 1 says ~600): as in rosinality's ``model.py``, the whole
+generator reads top to bottom in one place, every class named as in the paper and keyed as in the
+published checkpoints; its ops' two implementations already live apart in :mod:`vsode.ops`.
 """
 
 from __future__ import annotations
