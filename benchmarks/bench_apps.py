@@ -10,10 +10,15 @@ so every case inverts its input.
     python benchmarks/bench_apps.py                          # edit + extrapolate, 10 s and 60 s, 25 fps, 256 px input
     python benchmarks/bench_apps.py --seconds 10 60 --threads 1 --json out.json
     python benchmarks/bench_apps.py --commands edit --seconds 5 --device cuda
+    python benchmarks/bench_apps.py --commands edit --seconds 10 --size 64 --compare-decode   # one crop pass vs two
 
 Printed: one markdown row per case with the peak RSS, the RSS growth from 10 s to 60 s, and
 frames/s of every stage (inversion, dynamics encoding, ODE solve, tokens, modulation + mapper,
-synthesis, writing). Not a test: numbers depend on the machine and on what else runs on it.
+synthesis, writing). ``--compare-decode`` runs every edit twice, with the inversion's decode
+feeding the dynamics encoder (the default) and with a crop pass of its own for each (as before),
+and prints the two wall times and their ratio (a 64 px input: the size at which a centre square
+can be shared with the demo model; aligned faces always share). Not a test: numbers depend on the
+machine and on what else runs on it.
 """
 
 from __future__ import annotations
@@ -75,6 +80,10 @@ def child(args: argparse.Namespace) -> None:
     from vsode import api
     from vsode.options import EditOptions, ExtrapolateOptions
 
+    if args.separate_decode:  # the dynamics take a crop pass of their own
+        import vsode.invert
+
+        vsode.invert.shares_decode = lambda *a: False
     start = _rss_mb()
     common = dict(model=args.model, device=args.device, batch_size=args.batch_size, precision=args.precision,
                   force=True)
@@ -90,6 +99,11 @@ def child(args: argparse.Namespace) -> None:
                       "result": result.to_dict()}))
 
 
+def _pre(row: dict) -> float:
+    """Seconds before rendering: the ``dynamics input`` stage, which holds the inversion too."""
+    return row["timings"].get("dynamics input", {}).get("seconds", 0.0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--commands", nargs="+", default=["edit", "extrapolate"], choices=["edit", "extrapolate"])
@@ -103,7 +117,10 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="trained VidStyleODE (default: random demo preset)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep inputs and outputs here")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--compare-decode", action="store_true",
+                        help="run each edit with one shared crop pass and with separate passes; print both")
     # child mode
+    parser.add_argument("--separate-decode", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--command", help=argparse.SUPPRESS)
     parser.add_argument("--input", help=argparse.SUPPRESS)
@@ -118,24 +135,28 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     model = args.model or str(demo_model(work / "demo-random.pt"))
     rows = []
+    variants = (False, True) if args.compare_decode else (False,)
     for command in args.commands:
-        for seconds in args.seconds:
+        for seconds, separate in ((s, v) for s in args.seconds for v in variants):
             if command == "edit":
                 source = make_clip(work / f"in-{seconds:g}s.mp4", seconds, args.fps, args.size)
             else:
                 source = make_clip(work / "in-2s.mp4", 2, args.fps, args.size)
             out = work / f"out-{command}-{seconds:g}s.mp4"
             cmd = [sys.executable, __file__, "--child", "--command", command, "--input", str(source),
+                   *(["--separate-decode"] if separate else []),
                    "--output", str(out), "--length", str(seconds), "--model", model, "--device", args.device,
                    "--batch-size", str(args.batch_size), "--precision", args.precision, "--threads", str(args.threads)]
             # a cache per case: every case inverts its input
-            env = dict(os.environ, VSODE_CACHE_DIR=str(work / f"cache-{command}-{seconds:g}"), PYTHONPATH=str(ROOT))
+            env = dict(os.environ, VSODE_CACHE_DIR=str(work / f"cache-{command}-{seconds:g}-{separate}"),
+                       PYTHONPATH=str(ROOT))
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{command} {seconds:g}s failed:\n{proc.stderr[-3000:]}")
             data = json.loads(proc.stdout.strip().splitlines()[-1])
             output = data["result"]["outputs"][0]
-            rows.append({"command": command, "seconds": seconds, "frames": output["frames"],
+            rows.append({"command": command + (" (separate decodes)" if separate else ""), "seconds": seconds,
+                         "frames": output["frames"],
                          "rss_peak_mb": round(data["rss_peak"], 1), "rss_start_mb": round(data["rss_start"], 1),
                          "cuda_peak_mb": data["cuda_peak"], "wall_s": round(data["wall"], 2),
                          "nfe": data["result"]["nfe"], "timings": data["result"]["timings"]})
@@ -153,6 +174,11 @@ def main() -> None:
         speeds = [str(row["timings"].get(s, {}).get("fps", "-")) for s in STAGES]
         print(f"| {row['command']} | {row['seconds']:g} | {row['frames']} | {row['rss_peak_mb']} | "
               f"{row['rss_peak_mb'] - base:+.1f} | {row['wall_s']} | {row['nfe']} | " + " | ".join(speeds) + " |")
+    if args.compare_decode:
+        for shared, separate in zip(rows[::2], rows[1::2]):
+            print(f"{shared['command']} {shared['seconds']:g} s: one crop pass {shared['wall_s']} s, separate "
+                  f"{separate['wall_s']} s (x{separate['wall_s'] / shared['wall_s']:.2f}); invert + dynamics "
+                  f"{_pre(shared):.2f} s vs {_pre(separate):.2f} s")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
 

@@ -337,20 +337,26 @@ def test_prepare_force_is_a_deprecated_restart(flag, prepare_options):
 
 
 def test_train_restart_and_deprecated_force(monkeypatch, tmp_path):
+    """`vsode train` is a skin over vsode.train.loop.train_preset: the flags become its arguments."""
     import vsode.train.loop
 
-    seen: list[bool] = []
+    seen: list[dict[str, Any]] = []
 
-    def train(*args: Any, restart: bool = False, **kwargs: Any) -> Any:
-        seen.append(restart)
+    def train_preset(data_dir: Any, run_dir: Any, **kwargs: Any) -> Any:
+        seen.append({"data_dir": data_dir, "run_dir": run_dir, **kwargs})
         raise typer.Exit(0)
 
-    monkeypatch.setattr(vsode.train.loop, "train", train)
-    base = ["train", "data", "-o", tmp_path / "run", "--preset", "demo", "--device", "cpu", "--no-dino"]
+    monkeypatch.setattr(vsode.train.loop, "train_preset", train_preset)
+    base = ["train", "data", "-o", tmp_path / "run", "--preset", "demo", "--device", "cpu", "--no-dino",
+            "--max-steps", "7", "--set", "rec.hi=0.5"]
     for extra, restart in (([], False), (["--restart"], True), (["-f"], True)):
         res = cli(*base, *extra)
         assert res.exit_code == 0, res.stderr
-        assert seen.pop() is restart
+        got = seen.pop()
+        assert got["restart"] is restart
+        assert got["preset"] == "demo" and got["use_dino"] is False and got["device"] == "cpu"
+        assert got["changes"] == {"rec.hi": "0.5", "max_steps": 7}
+        assert str(got["data_dir"]) == "data" and got["run_dir"] == tmp_path / "run"
         assert ("--force is deprecated" in res.stderr) == (extra == ["-f"])
 
 

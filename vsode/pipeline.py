@@ -235,8 +235,9 @@ class Pipeline:
         with self.progress.stage(f"dynamics {source.role}", total=n, unit="frame", frames=n) as stage, \
                 torch.no_grad():
             def features(crops: torch.Tensor) -> None:
-                frames = crops.to(self.device, torch.float32) / 255  # b 3 H W in [0, 1]
-                batches.append(dyn.features(frames[None])[0])  # b C h w
+                with self.progress.timed("dynamics", crops.shape[0]):
+                    frames = crops.to(self.device, torch.float32) / 255  # b 3 H W in [0, 1]
+                    batches.append(dyn.features(frames[None])[0])  # b C h w
                 stage.advance(frames.shape[0])
 
             if content is None:
@@ -254,7 +255,8 @@ class Pipeline:
             if done != n:
                 raise VsodeError(f"{source.path}: decoded {done} of {n} frames for the dynamics")
             seconds = [float(t) for t in source.times]
-            return self.model.encode_video(iter(batches), seconds, content_code=content, features=True)
+            with self.progress.timed("dynamics"):
+                return self.model.encode_video(iter(batches), seconds, content_code=content, features=True)
     # --- style and rendering ---------------------------------------------------------------------
 
     def styles(self, content_code: torch.Tensor, options: EditOptions | None = None) -> list[torch.Tensor]:

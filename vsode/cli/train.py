@@ -73,59 +73,21 @@ def train(
     or machines, start the same command with torchrun (see the README).
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
-        from ..device import resolve_device
-        from ..model import load_backbone, backbone_ref, preset_config
-        from ..train.loop import Distributed, FrozenModels, TrainOptions, split_overrides, train as run_training
+        from ..train.loop import train_preset
 
         restart = restart_flag(ui, restart, force)
-
-        changes = _pairs(set_)
-        train_changes, model_changes = split_overrides(changes)
+        changes: dict[str, object] = dict(_pairs(set_))
         for key, value in (
             ("max_steps", max_steps), ("batch_size", batch_size), ("lr", lr), ("sampling", sampling),
             ("checkpoint_every", checkpoint_every), ("sample_every", sample_every), ("val_every", val_every),
             ("seed", seed),
         ):
             if value is not None:
-                train_changes[key] = value
-        options = TrainOptions.for_preset(preset).override(train_changes)
-        config = preset_config(preset)
-        if model_changes:
-            config = config.override(model_changes)
-
-        dist_info = Distributed.from_env()
-        dev = resolve_device(device)
-        if dev.type == "cuda" and dist_info.world_size > 1:
-            import torch
-
-            dev = torch.device("cuda", dist_info.local_rank)
-        names = {
-            "generator": generator or config.backbones.generator,
-            "clip": clip or config.backbones.clip,
-            "dino": None if no_dino else (dino or config.backbones.dino),
-        }
-        from ..errors import InputError
-
-        for kind in ("generator", "clip"):
-            if names[kind] is None:
-                raise InputError(f"preset {preset} names no {kind}; give one with --{kind}")
-        loaded = {k: (load_backbone(k, v, cache_dir=cache_dir) if v else None) for k, v in names.items()}
-        refs = {k: backbone_ref(k, v, cache_dir=cache_dir) for k, v in names.items() if v}
-        if config.backbones.encoder:
-            refs["encoder"] = {"name": config.backbones.encoder}
-        if names["dino"] is None:
-            ui.info("training without DINO: the structure and appearance losses are off")
-        result = run_training(
-            data_dir,
-            output,
-            model_config=config,
-            options=options,
-            backbones=FrozenModels(loaded["generator"], loaded["clip"], loaded["dino"]),
-            backbone_refs=refs,
-            device=dev,
-            progress=ui.progress,
-            log=lambda entry: ui.debug(str(entry)),
-            restart=restart,
+                changes[key] = value
+        result = train_preset(
+            data_dir, output, preset=preset, changes=changes, generator=generator, clip=clip, dino=dino,
+            use_dino=not no_dino, cache_dir=cache_dir, device=device, restart=restart,
+            progress=ui.progress, log=lambda entry: ui.debug(str(entry)), note=ui.info,
         )
         data = {
             "run_dir": str(result.run_dir),

@@ -1,6 +1,6 @@
 """The VidStyleODE model, one module per job:
 
-- :mod:`.config`: :class:`ModelConfig`, its ``--set`` overrides and the named presets;
+- :mod:`.config`: :class:`ModelConfig` and its ``--set`` overrides; :mod:`.presets`: the named presets;
 - :mod:`.module`: :class:`VidStyleODE` and the one encode → solve → decode path
   (:class:`VideoCode`, :class:`Trajectory`);
 - :mod:`.io`: building, saving and loading models and the frozen backbones they name.
@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from .config import BACKBONE_KINDS, CONTENT_MODES, FORMAT, PRESETS, Backbones, ModelConfig, preset_config
+from .config import BACKBONE_KINDS, CONTENT_MODES, FORMAT, Backbones, ModelConfig
 from .io import (
     backbone_ref,
     build_model,
@@ -20,6 +20,7 @@ from .io import (
     save_model,
 )
 from .module import Trajectory, VideoCode, VidStyleODE, content_code
+from .presets import PRESETS, preset_config
 
 __all__ = [
     "BACKBONE_KINDS",

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 
 from ..errors import ChecksumError, InputError
-from .config import BACKBONE_KINDS, FORMAT, ModelConfig, preset_config
+from .config import BACKBONE_KINDS, FORMAT, ModelConfig
+from .presets import preset_config
 from .module import VidStyleODE
 
 # --- building, saving, loading -------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .objective import (
 )
 from .options import RUN_FORMAT, SAMPLING, STATE_FORMAT, TrainOptions, split_overrides
 from .run import TrainResult, load_train_state, run_config, train
+from .setup import train_preset
 from .validate import reconstruct_video
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "supervised_frames",
     "target_captions",
     "train",
+    "train_preset",
 ]
