@@ -9,9 +9,13 @@ Each seed renders another source, driver and portrait and runs every application
 figures of the README's table "The demo model"). A single seed's animate and blend-motion
 correlations can change sign from seed to seed for the same model, so compare models on the mean.
 
-Besides the demo's summary, each seed gets ``gain_over_content_code_db`` (interpolation),
-``gain_over_repeat_last_db`` (extrapolation) and, per edit, ``clean``: at least 90 % of the frames
-read as the prompted value and at least 90 % keep every other attribute. The mean row counts the
+The summary's interpolation (8 -> 24 and 3 -> 24 fps) and extrapolation figures: the output's PSNR,
+the baselines built from the decoded input video (``<name>_psnr_db``) and from the true frames
+(``<name>_upper_bound_psnr_db``), the model-free control (the input's inversions lerped or held)
+and ``ode_gain_db``, the output minus the control. Besides, each seed gets
+``gain_over_content_code_db`` (interpolation), ``gain_over_repeat_last_db`` (extrapolation) and,
+per edit, ``clean``: at least 90 % of the frames read as the prompted value and at least 90 % keep
+every other attribute. The mean row counts the
 seeds in which an edit is clean. Progress lines go to stderr; the table (or ``--json``) to stdout.
 """
 

@@ -9,6 +9,7 @@ correlation about 1, PSNR infinite and above every baseline), and feeding the wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from fractions import Fraction
 
@@ -32,7 +33,7 @@ from vsode.demo.regressor import (
 from vsode.demo.world import render_times, sample_params, with_appearance, with_motion
 from vsode.errors import InputError
 from vsode.options import region_mask
-from vsode.video import VideoWriter
+from vsode.video import VideoWriter, read_all
 
 FPS = 24
 SECONDS = 3
@@ -153,29 +154,79 @@ def test_the_renderers_own_edit_scores_perfectly(readers, source, attribute, val
     assert unedited["direction"]["cosine"] == pytest.approx(0.0, abs=1e-6)  # no change, no direction
 
 
-def test_interpolation_of_the_true_frames_is_perfect_and_beats_the_baselines(readers, source):
+def _input_video(path, params, times) -> torch.Tensor:
+    """Render ``params`` at ``times`` into the video ``path`` as `vsode demo` writes an input (x264,
+    crf 18); returns its frames decoded."""
+    with VideoWriter(path, fps=Fraction(FPS), width=64, height=64) as writer:
+        writer.write(render(params, times))
+    return read_all(path, dtype="float32").frames
+
+
+def test_interpolation_of_the_true_frames_is_perfect_and_beats_the_baselines(readers, source, tmp_path):
     slow = tuple(Fraction(k, 8) for k in range(SECONDS * 8))
-    truth = Truth("interpolate", TIMES, source, source=source, source_times=slow, crf=None)
-    result = evaluate(render(source), truth, readers)["interpolation"]
-    assert result["frames"] == 46 and result["psnr_db"] == "inf"
-    base = result["baselines_psnr_db"]
+    decoded = _input_video(tmp_path / "slow.mp4", source, slow)
+    truth = Truth("interpolate", TIMES, source, source=source, source_times=slow, crf=None, input="slow.mp4")
+    result = evaluate(render(source), truth, readers, folder=tmp_path)["interpolation"]
+    assert result["frames"] == 46 and result["psnr_db"] == "inf" and result["input"] == "slow.mp4"
+    upper = result["upper_bounds_psnr_db"]
     # measured at seed 0: inversion 26.9 dB, frame blend 32.2 dB, W+ lerp 26.8 dB (the generator
     # bounds the first and the last near the encoder's 28 dB; blending pixels is not bounded by it)
-    assert base["inversion"] > 25 and base["frame_blend"] > 29 and base["wplus_lerp"] > 25
+    assert upper["inversion"] > 25 and upper["frame_blend"] > 29 and upper["wplus_lerp"] > 25
     # the content code alone (the inputs' mean W+, no motion) is far below all three
-    assert base["content_code"] < min(base["inversion"], base["wplus_lerp"]) - 3
+    assert upper["content_code"] < min(upper["inversion"], upper["wplus_lerp"]) - 3
     assert result["at_input_times_psnr_db"] == "inf"
-    # a still video (the first frame throughout) loses to blending neighbours
-    still = evaluate(render(source, [0.0] * len(TIMES)), truth, readers)["interpolation"]
-    assert still["psnr_db"] < base["wplus_lerp"] - 5  # measured 17.7 dB
+
+    # like-for-like: the decoded input frames, blended by hand (output frame k/24 lies between inputs
+    # k // 3 and k // 3 + 1, a third or two of the way), score below the same blend of the true frames
+    held = [k for k in range(len(TIMES)) if k % 3 and k // 3 + 1 < len(slow)]
+    by_hand = torch.stack([(1 - (k % 3) / 3) * decoded[k // 3] + (k % 3) / 3 * decoded[k // 3 + 1] for k in held])
+    fair = result["baselines_psnr_db"]
+    assert fair["frame_blend"] == pytest.approx(S.psnr(by_hand, render(source, SECS[held])), abs=1e-3)
+    assert fair["frame_blend"] < upper["frame_blend"] and fair["wplus_lerp"] < upper["wplus_lerp"]
+    assert fair["content_code"] < fair["wplus_lerp"] - 3
+    # the model-free control is the W+ lerp of the input's inversions; a perfect output gains infinitely
+    assert result["control_psnr_db"] == fair["wplus_lerp"] and result["ode_gain_db"] == "inf"
+    assert result["at_input_times_inversion_psnr_db"] > 25  # the decoded inputs' own inversions
+
+    # a still video (the first frame throughout) loses to blending neighbours, and to the control
+    still = evaluate(render(source, [0.0] * len(TIMES)), truth, readers, folder=tmp_path)["interpolation"]
+    assert still["psnr_db"] < upper["wplus_lerp"] - 5  # measured 17.7 dB
+    assert still["ode_gain_db"] == pytest.approx(still["psnr_db"] - still["control_psnr_db"], abs=2e-3)
+    assert still["ode_gain_db"] < -5
 
 
-def test_extrapolation_of_the_true_frames_beats_repeating_the_last_one(readers, source):
+def test_extrapolation_of_the_true_frames_beats_repeating_the_last_one(readers, source, tmp_path):
     src = TIMES[:48]  # 2 s given, 1 s asked for
     truth = Truth("extrapolate", TIMES, source, source=source, source_times=src, crf=None)
     result = evaluate(render(source), truth, readers)["extrapolation"]
     assert result["frames"] == 12 and result["window_s"] == 0.5 and result["psnr_db"] == "inf"
-    assert 15 < result["repeat_last_psnr_db"] < 30 and result["all_new"]["frames"] == 24  # measured 20.5 dB
+    assert 15 < result["upper_bounds_psnr_db"]["repeat_last"] < 30  # measured 20.5 dB
+    assert result["all_new"]["frames"] == 24
+    # a truth that names no input (as before truth files named one) has the upper bounds only
+    assert result["baselines_psnr_db"] == {} and "control_psnr_db" not in result and result["input"] is None
+
+    # with its input: the decoded last frame held, and the control, its inversion held
+    decoded = _input_video(tmp_path / "given.mp4", source, src)
+    given = evaluate(render(source), dataclasses.replace(truth, input="given.mp4"), readers, folder=tmp_path)
+    given = given["extrapolation"]
+    window = render(source, SECS[48:60])
+    assert given["baselines_psnr_db"]["repeat_last"] == pytest.approx(
+        S.psnr(decoded[-1].expand_as(window), window), abs=1e-3)
+    held = readers.synthesize(readers.invert(decoded[-1:]), 64)[0]
+    assert given["control_psnr_db"] == pytest.approx(S.psnr(held.expand_as(window), window), abs=1e-3)
+    assert given["ode_gain_db"] == "inf" and given["upper_bounds_psnr_db"] == result["upper_bounds_psnr_db"]
+    with pytest.raises(InputError, match="missing.mp4"):
+        evaluate(render(source), dataclasses.replace(truth, input="missing.mp4"), readers, folder=tmp_path)
+
+
+def test_ode_gain_is_the_output_minus_the_control():
+    assert S.ode_gain(19.171, 27.172) == -8.001
+    assert S.ode_gain(20.0, None) is None and S.ode_gain(float("inf"), 20.0) == float("inf")
+    truth = torch.full((2, 3, 4, 4), 0.5)
+    scores = S.interpolation_scores(truth + 0.1, truth, {"a": truth + 0.01}, upper_bounds={"a": truth},
+                                    control=truth[0] + 0.01)  # one frame: held over both
+    assert scores["psnr_db"] == pytest.approx(20.0) and scores["control_psnr_db"] == pytest.approx(40.0)
+    assert scores["ode_gain_db"] == pytest.approx(-20.0) and scores["upper_bounds_psnr_db"] == {"a": float("inf")}
 
 
 def test_animation_with_the_drivers_own_motion_correlates(readers):

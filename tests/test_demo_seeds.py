@@ -40,7 +40,8 @@ def _summary(hair_acc=1.0, hair_kept=1.0, eyes_acc=1.0, eyes_kept=1.0, r_head_x=
         "edit-hair": {**edit, "accuracy": hair_acc, "others_unchanged": hair_kept},
         "edit-eyes": {**edit, "accuracy": eyes_acc, "others_unchanged": eyes_kept},
         "animate": {"r_mouth_open": None, "r_head_x": r_head_x, "r_head_y": 0.1, "portrait_attributes": 1.0},
-        "interpolate": {"psnr_db": psnr, "content_code_psnr_db": content},
+        "interpolate": {"psnr_db": psnr, "content_code_psnr_db": content, "ode_gain_db": psnr - 27.0},
+        "interpolate-sparse": {"psnr_db": psnr, "content_code_psnr_db": content - 1},
         "extrapolate": {"psnr_db": extra, "repeat_last_psnr_db": repeat},
         "blend-motion": {"inside_corr_b": 0.2, "inside_corr_a": 0.0, "outside_corr_a": 0.1, "outside_corr_b": None},
     }
@@ -72,6 +73,8 @@ def test_aggregate_means_gains_and_clean_counts_on_known_numbers():
     assert mean["animate"]["r_head_x"] == pytest.approx(0.2)  # the undefined one is left out
     assert mean["animate"]["r_mouth_open"] is None  # undefined in every seed
     assert mean["interpolate"]["gain_over_content_code_db"] == pytest.approx((1.0 - 0.5 + 2.0) / 3, abs=1e-4)
+    assert mean["interpolate-sparse"]["gain_over_content_code_db"] == pytest.approx((2.0 + 0.5 + 3.0) / 3, abs=1e-4)
+    assert mean["interpolate"]["ode_gain_db"] == pytest.approx(-7.0, abs=1e-4)  # the summary's own figure
     assert "prompt" not in mean["edit-hair"]
     with pytest.raises(InputError):
         aggregate([])
@@ -80,9 +83,11 @@ def test_aggregate_means_gains_and_clean_counts_on_known_numbers():
 def test_means_over_four_seeds_hold_the_measured_figures(scored):
     # Means over seeds 0-3 measured with the shipped model (the previous model's in brackets,
     # where it fails the bound): the eye edit lands cleanly in 4 seeds, the hair edit in 1 (seed 0);
-    # edit frame-diff ratio 0.39 / 0.39 (0.13 / 0.13); interpolation
-    # over the content code +1.32 dB (-0.01); extrapolation over repeat-last -1.17 dB (-2.19);
-    # animate r head y 0.51, head x -0.05, mouth -0.09; blend inside r(B) -0.10, outside r(A) -0.08.
+    # edit frame-diff ratio 0.39 / 0.39 (0.13 / 0.13); interpolation over the content code of the
+    # decoded input +1.39 dB (+1.32 over the true frames' content code; the previous model's -0.01);
+    # extrapolation over repeating the last input frame -1.02 dB (-1.17 over the true last frame;
+    # -2.19); animate r head y 0.51, head x -0.05, mouth -0.09; blend inside r(B) -0.10, outside
+    # r(A) -0.08.
     _, result = scored
     mean = result["mean"]
     assert mean["seeds"] == 4
@@ -101,6 +106,49 @@ def test_means_over_four_seeds_hold_the_measured_figures(scored):
     assert a["r_head_x"] >= -0.2 and a["r_mouth_open"] >= -0.2, a  # floors: not transferred on average
     b = mean["blend-motion"]
     assert b["inside_corr_b"] >= -0.25 and b["outside_corr_a"] >= -0.2, b  # floors, as above
+
+
+def test_like_for_like_baselines_and_the_control_over_four_seeds(scored):
+    """Model-free figures (they hold whatever the model does). Means over seeds 0-3: from the
+    decoded input, 8 -> 24 fps frame blend 27.68 dB, W+ lerp (the control) 27.19; 3 -> 24 fps 25.12
+    and 26.05; extrapolation's repeat-last 20.43, its control (the last inversion held) 20.81. The
+    same from the true frames (upper bounds): 28.61, 27.72; 25.55, 26.61; repeat-last 20.59."""
+    _, result = scored
+    mean = result["mean"]
+    dense, sparse, extra = mean["interpolate"], mean["interpolate-sparse"], mean["extrapolate"]
+    assert dense["frame_blend_psnr_db"] >= 27.2 and dense["control_psnr_db"] >= 26.7, dense
+    assert sparse["frame_blend_psnr_db"] >= 24.6 and sparse["control_psnr_db"] >= 25.5, sparse
+    assert extra["repeat_last_psnr_db"] >= 20.0 and extra["control_psnr_db"] >= 20.3, extra
+    for i in (dense, sparse):
+        for baseline in ("frame_blend", "wplus_lerp"):
+            assert i[f"{baseline}_psnr_db"] < i[f"{baseline}_upper_bound_psnr_db"], (baseline, i)
+    # from 3 fps, every seed's frame blend and control are weaker than from 8 fps
+    for seed, row in result["per_seed"].items():
+        for key in ("frame_blend_psnr_db", "control_psnr_db"):
+            assert row["interpolate-sparse"][key] < row["interpolate"][key], (seed, key)
+        for name in ("interpolate", "interpolate-sparse", "extrapolate"):
+            r = row[name]
+            assert r["ode_gain_db"] == pytest.approx(r["psnr_db"] - r["control_psnr_db"], abs=2e-3), (seed, name)
+        assert row["interpolate"]["control_psnr_db"] == row["interpolate"]["wplus_lerp_psnr_db"]
+
+
+# The latent ODE adds nothing measurable yet (issue 19): the output scores below the model-free
+# control. Strict xfails holding a gain of +0.5 dB; they flip when the dynamics earn it.
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="ODE gain, means over seeds 0-3: interpolation 8 -> 24 fps -6.40 dB, 3 -> 24 fps -5.07 dB")
+def test_the_ode_beats_the_control_at_interpolation(scored):
+    _, result = scored
+    mean = result["mean"]
+    assert mean["interpolate"]["ode_gain_db"] >= 0.5 and mean["interpolate-sparse"]["ode_gain_db"] >= 0.5
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="ODE gain, mean over seeds 0-3: extrapolation -1.40 dB")
+def test_the_ode_beats_the_control_at_extrapolation(scored):
+    _, result = scored
+    assert result["mean"]["extrapolate"]["ode_gain_db"] >= 0.5
 
 
 def test_each_seed_is_its_own_demo_and_the_mean_is_theirs(scored):

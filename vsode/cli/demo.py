@@ -18,7 +18,7 @@ ThreadsOpt = Annotated[
 
 def demo(
     out_dir: Annotated[Path, typer.Argument(help="Folder for the demo's videos, sheet and report.")] = Path("vsode-demo"),
-    seconds: Annotated[float, typer.Option("--seconds", help="Length of the rendered clips in seconds.")] = 3.0,
+    seconds: Annotated[float, typer.Option("--seconds", help="Length of the rendered clips in seconds (at least 0.67).")] = 3.0,
     fps: Annotated[str, typer.Option("--fps", help="Frame rate of the rendered clips: 24, 29.97 or 30000/1001 (read like interpolate's --fps).", metavar="R")] = "24",
     size: Annotated[int, typer.Option("--size", help="Side of the rendered videos in pixels: 64, 128 or 256.")] = 128,
     seed: Annotated[int, typer.Option("--seed", help="Picks the faces and their motion.")] = 0,
@@ -32,14 +32,17 @@ def demo(
 ) -> None:
     """Render the demo world's clips, run every application on them, and score the results.
 
-    Renders a source clip (and the same at 8 fps), a driver clip and a portrait, with speech-like
+    Renders a source clip (and the same at 8 and at 3 fps), a driver clip and a portrait, with speech-like
     audio that follows the mouth; inverts the source; runs edit (a new hair and a new eye colour,
     from the source's own caption to that caption with the colour changed, as in training),
-    animate (the portrait moved by the driver), interpolate (8 -> 24 fps), extrapolate (+1 s) and
-    blend-motion (the driver's mouth) with --model (the built-in demo model by default). Writes
-    the videos, a <output>.truth.json ground truth beside each output (for `vsode eval`),
-    contact_sheet.png (rows: inputs and applications, columns: time) and report.json with every
-    score measured against the renderer's ground truth. Everything runs offline.
+    animate (the portrait moved by the driver), interpolate (8 -> 24 fps, and 3 -> 24 fps),
+    extrapolate (+1 s) and blend-motion (the driver's mouth) with --model (the built-in demo model
+    by default). Writes the videos, a <output>.truth.json ground truth beside each output (for
+    `vsode eval`), contact_sheet.png (rows: inputs and applications, columns: time) and
+    report.json with every score measured against the renderer's ground truth. Interpolation and
+    extrapolation are compared with baselines built from the decoded input video (the true frames'
+    are upper bounds) and with a model-free control, the input's own inversions lerped or held:
+    the ODE gain is the output's PSNR minus the control's. Everything runs offline.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..demo.showcase import DemoOptions, run_demo
@@ -74,16 +77,24 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
                      f"{pct(e['others_unchanged'])}, attribute flips {pct(e['flip_rate'])} of frames, "
                      f"frame difference x{num(e['frame_diff_ratio'])} the source's, CLIP direction "
                      f"{num(e['clip_direction'])} (true edit {num(e['true_clip_direction'])})")
-    a, i, e, b = s["animate"], s["interpolate"], s["extrapolate"], s["blend-motion"]
+    a, e, b = s["animate"], s["extrapolate"], s["blend-motion"]
+    lines.append(f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
+                 f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}")
+    for name, rate in (("interpolate", "8"), ("interpolate-sparse", "3")):
+        i = s[name]
+        lines.append(
+            f"  interpolate {rate} -> 24 fps: {num(i['psnr_db'], ' dB')} at held-out times; control (the input's "
+            f"inversions, lerped) {num(i['control_psnr_db'], ' dB')}, ODE gain {num(i['ode_gain_db'], ' dB')}; "
+            f"from the input: frame blend {num(i.get('frame_blend_psnr_db'), ' dB')}, content code alone "
+            f"{num(i.get('content_code_psnr_db'), ' dB')}; upper bounds from the true frames: inversion "
+            f"{num(i['inversion_upper_bound_psnr_db'], ' dB')}, frame blend "
+            f"{num(i['frame_blend_upper_bound_psnr_db'], ' dB')}, W+ lerp "
+            f"{num(i['wplus_lerp_upper_bound_psnr_db'], ' dB')}")
     lines += [
-        f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
-        f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}",
-        f"  interpolate:  {num(i['psnr_db'], ' dB')} at held-out times (inversion "
-        f"{num(i['inversion_psnr_db'], ' dB')}, frame blend {num(i['frame_blend_psnr_db'], ' dB')}, "
-        f"W+ lerp {num(i['wplus_lerp_psnr_db'], ' dB')}, content code alone "
-        f"{num(i['content_code_psnr_db'], ' dB')})",
-        f"  extrapolate:  {num(e['psnr_db'], ' dB')} over the first 0.5 s (repeat last frame "
-        f"{num(e['repeat_last_psnr_db'], ' dB')})",
+        f"  extrapolate:  {num(e['psnr_db'], ' dB')} over the first 0.5 s; control (the last input frame's "
+        f"inversion, held) {num(e['control_psnr_db'], ' dB')}, ODE gain {num(e['ode_gain_db'], ' dB')}; repeat "
+        f"the last input frame {num(e.get('repeat_last_psnr_db'), ' dB')} (upper bound from the true frame "
+        f"{num(e['repeat_last_upper_bound_psnr_db'], ' dB')})",
         f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "
         f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}",
     ]

@@ -26,10 +26,17 @@ def eval_(
     Recomputes the scores `vsode demo` reports for one output: what the tiny CLIP reads on its
     frames (edit accuracy, attributes kept, frame-to-frame flips), its frame difference against the
     source's, and per kind how well an edit's change agrees with its captions' direction in CLIP
-    (edit, beside the true edit's), the PSNR at held-out times with four baselines, the motionless
-    content code among them (interpolate), over the first 0.5 s past the end vs repeating the last frame
-    (extrapolate), the correlation of the measured mouth and head trajectories with the driver's
-    (animate), or the motion energy inside and outside the mask (blend).
+    (edit, beside the true edit's), the PSNR at held-out times beside frame blend, W+ lerp and the
+    motionless content code (interpolate), over the first 0.5 s past the end beside repeating the
+    last frame (extrapolate), the correlation of the measured mouth and head trajectories with the
+    driver's (animate), or the motion energy inside and outside the mask (blend).
+
+    Interpolation's and extrapolation's baselines are built from what the application received:
+    the input video the truth file names (its "input", beside the truth file), decoded, through the
+    demo encoder, at the output size. The same built from the true frames are reported as upper
+    bounds. The model-free control (the input's inversions lerped between input frames, or the last
+    one held) gives the ODE gain: the output's PSNR minus the control's. A truth file without
+    "input" gets the upper bounds only.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..demo.evaluate import KINDS, Readers, evaluate_file

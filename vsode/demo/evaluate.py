@@ -8,6 +8,15 @@ its truth, and :func:`evaluate` computes the scores of :mod:`vsode.demo.scores` 
 readers (:class:`Readers`: the ``clip-demo`` CLIP, the motion regressor, and the ``psp-demo``
 encoder with the ``stylegan2-demo`` generator for the latent baselines).
 
+Interpolation's and extrapolation's baselines come twice. Like-for-like, from what the application
+received: the input video the truth file names (``input``, relative to the truth file's folder),
+decoded, through the same encoder, at the output size. And as upper bounds, from the true frames
+rendered directly at the output size (the coded input alone is 31-32.5 dB from them at 64 px, so
+a method that starts from the input begins behind these). Beside them the model-free control
+(the inversions of the decoded inputs lerped between input frames, or the last one held) and the
+ODE gain, the output's PSNR minus the control's. Truth files without ``input`` have only the
+upper bounds.
+
 Baselines are coded like the output (the same x264 quality, 4:2:0) before they are scored, so the
 codec's loss is shared and the comparison is fair.
 """
@@ -59,6 +68,10 @@ class Truth:
         mask: blend: weight per cell of the dynamics grid, top row first (1 = B's motion).
         crf: the x264 quality the output was written with (baselines are coded alike); None for
             uncoded baselines.
+        input: the file the application read the source from (interpolate, extrapolate: the
+            video whose frames are at ``source_times``; edit, blend: the source video), relative
+            to the truth file's folder; the like-for-like baselines are built from it. None: only
+            the upper bounds.
     """
 
     kind: str
@@ -71,6 +84,7 @@ class Truth:
     driver: VideoParams | None = None
     mask: tuple[tuple[float, ...], ...] = ()
     crf: int | None = 18
+    input: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", tuple(Fraction(t) for t in self.times))
@@ -114,6 +128,7 @@ class Truth:
             "driver": params(self.driver),
             "mask": [list(row) for row in self.mask],
             "crf": self.crf,
+            "input": self.input,
         }
 
     @classmethod
@@ -139,6 +154,7 @@ class Truth:
                 driver=params("driver"),
                 mask=tuple(tuple(row) for row in data.get("mask") or ()),
                 crf=data.get("crf"),
+                input=None if data.get("input") is None else str(data["input"]),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
             raise InputError(f"{origin} is not a valid demo truth file ({err!r})") from None
@@ -255,18 +271,20 @@ def evaluate_file(output: str | os.PathLike, truth: str | os.PathLike | Truth, *
         kind: the kind of output expected (None: the truth's); a mismatch is an error.
         readers: models to reuse (default: loaded on demand on the CPU).
 
-    Returns the scores of :func:`evaluate`, with ``output`` and ``kind``.
+    The truth's ``input`` is looked for beside the truth file (beside the output for a
+    :class:`Truth`). Returns the scores of :func:`evaluate`, with ``output`` and ``kind``.
     """
     t = truth if isinstance(truth, Truth) else read_truth(truth)
+    folder = Path(output if isinstance(truth, Truth) else truth).parent
     if kind is not None and kind != t.kind:
         raise InputError(f"--kind {kind}: the truth file is for an output of kind {t.kind}; "
                          f"pass --kind {t.kind} or leave --kind out")
     frames = read_output(output)
-    return {"output": str(output), **evaluate(frames, t, readers, progress=progress)}
+    return {"output": str(output), **evaluate(frames, t, readers, folder=folder, progress=progress)}
 
 
 def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None, *,
-             progress: Progress | None = None) -> dict[str, Any]:
+             folder: str | os.PathLike | None = None, progress: Progress | None = None) -> dict[str, Any]:
     """Every score of ``frames`` (an output, ``T×3×S×S`` in [0, 1]) against ``truth``.
 
     Always: ``attributes`` (:func:`~vsode.demo.scores.attribute_agreement` with the expected
@@ -274,11 +292,17 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
     the source's own motion, for animate the driver's). Then per kind: ``edit`` the edit accuracy,
     the CLIP direction of its change (and of the true edit's) and PSNR vs the edited ground truth;
     ``animate`` the trajectory correlations (and the regressor's reading of the ground truth as
-    ``reference``) and attribute preservation; ``interpolate`` PSNR at held-out times with four
-    baselines (per-frame inversion, frame blend, W+ lerp, and the motionless mean W+ of the inputs,
-    VidStyleODE's content code alone); ``extrapolate`` PSNR over the first 0.5 s past the end vs
-    repeating the last frame; ``blend`` the motion energies and the trajectories' correlations with
-    A and B. Non-finite numbers become strings (``"inf"``).
+    ``reference``) and attribute preservation; ``interpolate`` PSNR at held-out times with its
+    baselines (frame blend, W+ lerp, and the motionless mean W+ of the inputs, VidStyleODE's
+    content code alone; per-frame inversion among the upper bounds, and at the input's own times
+    among the like-for-like ones); ``extrapolate`` PSNR over the first 0.5 s past the end vs
+    repeating the last frame; for both, the baselines built from the decoded input
+    (``baselines_psnr_db``) and from the true frames (``upper_bounds_psnr_db``), the model-free
+    control (``control_psnr_db``) and ``ode_gain_db``; ``blend`` the motion energies and the
+    trajectories' correlations with A and B. Non-finite numbers become strings (``"inf"``).
+
+    Args:
+        folder: where ``truth.input`` lies (the truth file's folder; None: the current folder).
     """
     readers = readers or Readers()
     progress = ensure(progress)
@@ -304,11 +328,12 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
         }
         if truth.kind in ("edit", "animate"):
             result["psnr_db"] = _psnr(frames, expected)
-        result.update(_KIND_SCORES[truth.kind](frames, truth, readers, read, visible, expected, ref_frames))
+        result.update(_KIND_SCORES[truth.kind](frames, truth, readers, read, visible, expected, ref_frames,
+                                               Path(folder or ".")))
     return _plain(result)
 
 
-def _edit(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
+def _edit(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     assert truth.source is not None
     # the captions name hair and eyes, and skin where the edit changes it
     texts = tuple(caption(p, skin="skin" in truth.target) for p in (truth.source, truth.expected))
@@ -319,7 +344,7 @@ def _edit(frames, truth, readers, read, visible, expected, reference) -> dict[st
                           "reference": _round(S.clip_direction(readers.clip, expected, reference, *texts))}}
 
 
-def _animate(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
+def _animate(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     seconds = truth.seconds()
     motion = true_motion(truth.expected, seconds)
     return {
@@ -328,46 +353,92 @@ def _animate(frames, truth, readers, read, visible, expected, reference) -> dict
     }
 
 
-def _interpolate(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
+def _interpolate(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     assert truth.source is not None
     size = frames.shape[-1]
     held, before, weight = S.held_out(truth.times, truth.source_times)
     if not held:
         raise InputError("no output frame lies between two input frames; nothing to score for interpolation")
-    inputs = render_times(truth.source, [float(t) for t in truth.source_times], size=size)
     truth_held = expected[held]
-    codes = readers.invert(inputs)
-    still = readers.synthesize(codes.mean(0, keepdim=True), size)  # the mean code: no motion at all
-    baselines = {
-        "inversion": readers.synthesize(readers.invert(truth_held), size),
-        "frame_blend": S.blend_neighbours(inputs, before, weight),
-        "wplus_lerp": readers.synthesize(S.blend_neighbours(codes, before, weight), size),
-        "content_code": still.expand(len(held), *still.shape[1:]),
-    }
-    baselines = {k: _coded(v, truth.crf) for k, v in baselines.items()}
     on_grid = [k for k, t in enumerate(truth.times) if t in set(truth.source_times)]
-    scores = S.interpolation_scores(frames[held], truth_held, baselines)
+    grid_inputs = [truth.source_times.index(truth.times[k]) for k in on_grid]
+
+    def baselines(inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Frame blend, W+ lerp and the content code (the inputs' mean W+: no motion) of these
+        input frames, and their W+."""
+        codes = readers.invert(inputs)
+        still = readers.synthesize(codes.mean(0, keepdim=True), size)
+        return {"frame_blend": S.blend_neighbours(inputs, before, weight),
+                "wplus_lerp": readers.synthesize(S.blend_neighbours(codes, before, weight), size),
+                "content_code": still.expand(len(held), *still.shape[1:])}, codes
+
+    upper, _ = baselines(render_times(truth.source, [float(t) for t in truth.source_times], size=size))
+    upper["inversion"] = readers.synthesize(readers.invert(truth_held), size)
+    received = _received(truth, folder, size)
+    fair, at_inputs = {}, None
+    if received is not None:
+        fair, codes = baselines(received)
+        fair = {k: _coded(v, truth.crf) for k, v in fair.items()}
+        if on_grid:  # the per-frame inversion is defined at the input's own times only
+            at_inputs = _coded(readers.synthesize(codes[grid_inputs], size), truth.crf)
+    # the model-free control is the like-for-like W+ lerp: the inputs' own inversions, lerped
+    scores = S.interpolation_scores(frames[held], truth_held, fair,
+                                    upper_bounds={k: _coded(v, truth.crf) for k, v in upper.items()},
+                                    control=fair.get("wplus_lerp"))
     scores["at_input_times_psnr_db"] = _psnr(frames[on_grid], expected[on_grid]) if on_grid else None
+    scores["at_input_times_inversion_psnr_db"] = None if at_inputs is None else _psnr(at_inputs, expected[on_grid])
+    scores["input"] = truth.input
     return {"interpolation": scores}
 
 
-def _extrapolate(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
+def _extrapolate(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     assert truth.source is not None
+    size = frames.shape[-1]
     last = max(truth.source_times)
     new = [k for k, t in enumerate(truth.times) if t > last]
     window = [k for k in new if truth.times[k] <= last + S.EXTRAPOLATION_WINDOW]
     if not window:
         raise InputError("no output frame lies past the input's last frame; nothing to score for extrapolation")
-    last_frame = _coded(render_times(truth.source, [float(last)], size=frames.shape[-1]), truth.crf)[0]
-    scores = S.extrapolation_scores(frames[window], expected[window], last_frame)
+    upper = {"repeat_last": _coded(render_times(truth.source, [float(last)], size=size), truth.crf)[0]}
+    received = _received(truth, folder, size)
+    fair, control = {}, None
+    if received is not None:
+        final = received[truth.source_times.index(last)][None]
+        fair = {"repeat_last": _coded(final, truth.crf)[0]}
+        # the model-free control: the last input frame's inversion, held
+        control = _coded(readers.synthesize(readers.invert(final), size), truth.crf)[0]
+
+    def scored(k: list[int]) -> dict[str, Any]:
+        return S.extrapolation_scores(frames[k], expected[k], fair, upper_bounds=upper, control=control)
+
+    scores = scored(window)
     scores["window_s"] = float(S.EXTRAPOLATION_WINDOW)
-    scores["all_new"] = S.extrapolation_scores(frames[new], expected[new], last_frame)
+    scores["all_new"] = scored(new)
     old = [k for k, t in enumerate(truth.times) if t <= last]
     scores["reconstruction_psnr_db"] = _psnr(frames[old], expected[old]) if old else None
+    scores["input"] = truth.input
     return {"extrapolation": scores}
 
 
-def _blend(frames, truth, readers, read, visible, expected, reference) -> dict[str, Any]:
+def _received(truth: Truth, folder: Path, size: int) -> torch.Tensor | None:
+    """The input video the truth names, decoded (``len(source_times)×3×size×size`` in [0, 1]), or
+    None when the truth names none."""
+    if truth.input is None:
+        return None
+    from .regressor import resize
+
+    path = folder / truth.input
+    if not path.is_file():
+        raise InputError(f"the truth names the input {truth.input}, but {path} does not exist; keep the "
+                         "output, its truth file and its input in one folder as `vsode demo` wrote them")
+    frames = read_output(path)
+    if frames.shape[0] != len(truth.source_times):
+        raise InputError(f"the input {path} has {frames.shape[0]} frames but the truth lists "
+                         f"{len(truth.source_times)} input frame times; is it the input the output was made from?")
+    return resize(frames, size)
+
+
+def _blend(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     assert truth.source is not None and truth.driver is not None
     seconds, size = truth.seconds(), frames.shape[-1]
     a, b = reference, render_times(truth.driver, seconds, size=size)

@@ -18,6 +18,9 @@ The scores (issue 8, following the paper's evaluation where one exists):
   W+ codes give the latent baseline), and the inputs' mean W+ alone (no motion);
 - extrapolation: :func:`extrapolation_scores` (PSNR over the first 0.5 s past the end vs
   repeating the last frame);
+- for both, the baselines built from what the application received (like-for-like), the same
+  built from the true frames (upper bounds), and the model-free control with the
+  :func:`ode_gain` over it (:func:`interpolation_scores`);
 - animation: :func:`trajectory_correlation` of the driver's true mouth and head trajectories with
   the measured ones, and :func:`attribute_agreement` with the portrait;
 - blend-motion: :func:`blend_scores` (motion energy inside the mask follows B, outside follows A).
@@ -93,27 +96,55 @@ def held_out(times: Sequence[Fraction], source_times: Sequence[Fraction]) -> tup
 
 
 def interpolation_scores(output: torch.Tensor, truth: torch.Tensor,
-                         baselines: Mapping[str, torch.Tensor] | None = None) -> dict[str, Any]:
+                         baselines: Mapping[str, torch.Tensor] | None = None, *,
+                         upper_bounds: Mapping[str, torch.Tensor] | None = None,
+                         control: torch.Tensor | None = None) -> dict[str, Any]:
     """PSNR of the held-out frames against the truth, and of each baseline's frames for them.
 
     Args:
         output, truth: the held-out frames only (``N×3×H×W``).
-        baselines: name → the baseline's frames for the same times.
+        baselines: name → the frames of a baseline built from what the application received
+            (its decoded input video, through the same encoder): like-for-like.
+        upper_bounds: name → the frames of a baseline built from the true frames instead.
+        control: the model-free control's frames; adds ``control_psnr_db`` and ``ode_gain_db``
+            (:func:`ode_gain`).
+
+    A baseline given as one frame (``3×H×W``) is held over every frame (repeating the last one).
     """
-    return {
+    out = {
         "frames": int(output.shape[0]),
         "psnr_db": _db(psnr(output, truth)),
-        "baselines_psnr_db": {name: _db(psnr(frames, truth)) for name, frames in (baselines or {}).items()},
+        "baselines_psnr_db": _versus(baselines, truth),
+        "upper_bounds_psnr_db": _versus(upper_bounds, truth),
     }
+    if control is not None:
+        out["control_psnr_db"] = _versus({"control": control}, truth)["control"]
+        out["ode_gain_db"] = ode_gain(out["psnr_db"], out["control_psnr_db"])
+    return out
 
 
-def extrapolation_scores(output: torch.Tensor, truth: torch.Tensor, last_frame: torch.Tensor) -> dict[str, Any]:
-    """PSNR of frames past the input's end, and of repeating its last frame (``3×H×W``) instead."""
-    return {
-        "frames": int(output.shape[0]),
-        "psnr_db": _db(psnr(output, truth)),
-        "repeat_last_psnr_db": _db(psnr(last_frame.expand_as(truth), truth)),
-    }
+def extrapolation_scores(output: torch.Tensor, truth: torch.Tensor,
+                         baselines: Mapping[str, torch.Tensor] | None = None, *,
+                         upper_bounds: Mapping[str, torch.Tensor] | None = None,
+                         control: torch.Tensor | None = None) -> dict[str, Any]:
+    """PSNR of frames past the input's end, and of baselines for them (e.g. ``repeat_last``: the
+    input's last frame, ``3×H×W``, held); arguments as :func:`interpolation_scores`."""
+    return interpolation_scores(output, truth, baselines, upper_bounds=upper_bounds, control=control)
+
+
+def ode_gain(output_db: float | None, control_db: float | None) -> float | None:
+    """The output's PSNR minus the model-free control's: what the latent ODE adds (dB; None when
+    either is unknown)."""
+    if output_db is None or control_db is None:
+        return None
+    if math.isinf(output_db) and math.isinf(control_db):
+        return 0.0 if output_db == control_db else output_db - control_db
+    return _db(output_db - control_db)
+
+
+def _versus(frames: Mapping[str, torch.Tensor] | None, truth: torch.Tensor) -> dict[str, float]:
+    return {name: _db(psnr(f.expand_as(truth) if f.ndim == truth.ndim - 1 else f, truth))
+            for name, f in (frames or {}).items()}
 
 
 # --- attributes ------------------------------------------------------------------------------------

@@ -4,7 +4,8 @@ One seed is one source, one driver and one portrait. The trajectory correlations
 change sign from seed to seed for the same model, so two models are compared on several seeds:
 :func:`score_seeds` runs the whole demo once per seed and :func:`aggregate` reduces the per-seed
 summaries (:func:`vsode.demo.showcase.summarise`) to means, with two figures the summary leaves
-implicit: each PSNR's gain over its motionless baseline, and in how many seeds an edit is clean.
+implicit: each PSNR's gain over its motionless like-for-like baseline, and in how many seeds an edit
+is clean. The ODE gain (output minus the model-free control) is the summary's own ``ode_gain_db``.
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ def derived(summary: Mapping[str, Any]) -> dict[str, Any]:
     for name in EDITS:
         e = out[name]
         e["clean"] = _clean(e)
-    i, x = out["interpolate"], out["extrapolate"]
-    i["gain_over_content_code_db"] = _minus(i.get("psnr_db"), i.get("content_code_psnr_db"))
+    for name in ("interpolate", "interpolate-sparse"):
+        if name in out:
+            i = out[name]
+            i["gain_over_content_code_db"] = _minus(i.get("psnr_db"), i.get("content_code_psnr_db"))
+    x = out["extrapolate"]
     x["gain_over_repeat_last_db"] = _minus(x.get("psnr_db"), x.get("repeat_last_psnr_db"))
     return out
 

@@ -1,22 +1,24 @@
 """`vsode demo`: the whole product on the embedded demo world, offline, with scores.
 
 It renders a source clip (with a speech-like audio track that follows the mouth), the same source
-at 8 fps, a driver clip and a portrait from the procedural world, and writes them through the
-streaming video encoder. Then it inverts the source with the shipped tiny pSp encoder, checks the
+at 8 fps and at 3 fps, a driver clip and a portrait from the procedural world, and writes them
+through the streaming video encoder. Then it inverts the source with the shipped tiny pSp encoder, checks the
 tiny CLIP's zero-shot reading of the source's attributes, and runs every application with a
 trained VidStyleODE (``--model``):
 
 - edit (two prompts: a hair and an eye colour the source does not have; the source is described
   by its own caption and each target by that caption with the colour changed, as in training),
 - animate (the portrait moved by the driver),
-- interpolate (the 8 fps source to 24 fps),
+- interpolate (the 8 fps source to 24 fps, and the sparse case: the 3 fps source to 24 fps),
 - extrapolate (the source continued for 1 s),
 - blend-motion (the driver's motion in the mouth region of the source).
 
 Beside every output it writes its ground truth (``<output>.truth.json``,
-:class:`vsode.demo.evaluate.Truth`), scores the output against it exactly as ``vsode eval``
-would, and writes a contact sheet (rows: inputs and applications, columns: time) and
-``report.json`` with every score.
+:class:`vsode.demo.evaluate.Truth`, naming the input video the output was made from), scores the
+output against it exactly as ``vsode eval`` would (interpolation and extrapolation beside
+baselines built from that decoded input, the same built from the true frames as upper bounds, and
+the model-free control with the ODE gain over it), and writes a contact sheet (rows: inputs and
+applications, columns: time) and ``report.json`` with every score.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ SAMPLE_RATE = 16000
 SHEET_COLUMNS = 10
 INTERPOLATE_FROM = Fraction(8)  # the rate the source is given to interpolate at...
 INTERPOLATE_TO = Fraction(24)  # ...and the rate it is asked for
+SPARSE_FROM = Fraction(3)  # the sparse case: lerping between inputs is weak, the dynamics have room
 EXTRAPOLATE_SECONDS = 1
 # α of the edits: the demo model's edit branch was trained at TrainOptions.for_preset("demo").strength
 # (2.0); at the released face default of 1.3 its hair edits do not land.
@@ -67,6 +70,7 @@ APPS = {
     "edit-eyes.mp4": "edit",
     "animate.mp4": "animate",
     "interpolate.mp4": "interpolate",
+    "interpolate-sparse.mp4": "interpolate",
     "extrapolate.mp4": "extrapolate",
     "blend-motion.mp4": "blend",
 }
@@ -80,6 +84,7 @@ def truth_name(output: str) -> str:
 OUTPUTS = (
     "source.mp4",
     "source-8fps.mp4",
+    "source-3fps.mp4",
     "driver.mp4",
     "portrait.png",
     "source.latents.pt",
@@ -129,8 +134,9 @@ class DemoOptions:
             raise InputError("--model is empty; give a registry name or a VidStyleODE checkpoint path")
         if self.threads < 0:
             raise InputError(f"--threads {self.threads} must be 1 or more (0: torch's default)")
-        if math.floor(Fraction(self.seconds) * INTERPOLATE_FROM) < 2:
-            raise InputError(f"--seconds {self.seconds} is too short to interpolate: give at least 0.25 s")
+        if math.floor(Fraction(self.seconds) * SPARSE_FROM) < 2:
+            raise InputError(f"--seconds {self.seconds} is too short to interpolate from {SPARSE_FROM} fps: "
+                             f"give at least {math.ceil(200 / SPARSE_FROM) / 100:g} s")
 
     @property
     def times(self) -> list[Fraction]:
@@ -260,6 +266,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
     times = options.times
     t = np.array([float(x) for x in times])
     slow = np.array([float(x) for x in _grid(options.seconds, INTERPOLATE_FROM)])
+    sparse = np.array([float(x) for x in _grid(options.seconds, SPARSE_FROM)])
     report: dict[str, Any] = {
         "seed": options.seed,
         "fps": f"{options.fps.numerator}/{options.fps.denominator}",
@@ -271,10 +278,12 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         "portrait": {"attributes": portrait.attributes},
     }
 
-    with progress.stage("render", total=4) as stage:
+    with progress.stage("render", total=5) as stage:
         src_frames = render_times(source, t, size=options.size)
         stage.advance()
         slow_frames = render_times(source, slow, size=options.size)
+        stage.advance()
+        sparse_frames = render_times(source, sparse, size=options.size)
         stage.advance()
         drv_frames = render_times(driver, t, size=options.size)
         stage.advance()
@@ -285,6 +294,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         seconds = float(len(times) / options.fps)
         clips = ((source, src_frames, options.fps, "source", "source.mp4"),
                  (source, slow_frames, INTERPOLATE_FROM, "source_8fps", "source-8fps.mp4"),
+                 (source, sparse_frames, SPARSE_FROM, "source_3fps", "source-3fps.mp4"),
                  (driver, drv_frames, options.fps, "driver", "driver.mp4"))
         for params, frames, fps, key, name in clips:
             wav = Path(tmp) / f"{key}.wav"
@@ -314,7 +324,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         frames = read_output(out / name)
         shown[name] = frames
         with progress.stage(f"score {name}"):
-            report["scores"][name.rsplit(".", 1)[0]] = evaluate(frames, truth, readers)
+            report["scores"][name.rsplit(".", 1)[0]] = evaluate(frames, truth, readers, folder=out)
     report["summary"] = summarise(report["scores"])
 
     seconds_of = {name: [float(x) for x in truths[name].times] for name in truths}
@@ -326,7 +336,9 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         _Row("driver", drv_frames, t.tolist()),
         _Row("animate", shown["animate.mp4"], seconds_of["animate.mp4"]),
         _Row("source at 8 fps", slow_frames, slow.tolist()),
-        _Row("interpolate to 24 fps", shown["interpolate.mp4"], seconds_of["interpolate.mp4"]),
+        _Row("interpolate 8 to 24 fps", shown["interpolate.mp4"], seconds_of["interpolate.mp4"]),
+        _Row("source at 3 fps", sparse_frames, sparse.tolist()),
+        _Row("interpolate 3 to 24 fps", shown["interpolate-sparse.mp4"], seconds_of["interpolate-sparse.mp4"]),
         _Row(f"extrapolate +{EXTRAPOLATE_SECONDS} s", shown["extrapolate.mp4"], seconds_of["extrapolate.mp4"]),
         _Row(f"blend-motion ({BLEND_REGION})", shown["blend-motion.mp4"], seconds_of["blend-motion.mp4"]),
     ]
@@ -351,7 +363,8 @@ def _finish(out: Path, options: DemoOptions, report: dict[str, Any], rows: list,
 def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str]],
               mask: tuple[tuple[float, ...], ...], videos: tuple[VideoParams, VideoParams, VideoParams],
               report: dict, progress: Progress) -> dict[str, Truth]:
-    """Run the five applications into ``out``; returns the ground truth of each output."""
+    """Run the five applications into ``out`` (interpolate twice: from 8 and from 3 fps); returns the
+    ground truth of each output, naming the input it was made from."""
     from .. import api
     from ..options import AnimateOptions, BlendOptions, EditOptions, ExtrapolateOptions, InterpolateOptions
 
@@ -360,7 +373,7 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     common = dict(model=options.model, device=options.device, force=options.force, use_cache=False,
                   batch_size=16, crf=CRF)
     src, slow, drv = out / "source.mp4", out / "source-8fps.mp4", out / "driver.mp4"
-    src_times, slow_times = probe(src).timestamps, probe(slow).timestamps
+    src_times = probe(src).timestamps
     report["apps"] = {}
     truths: dict[str, Truth] = {}
 
@@ -384,7 +397,7 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
         strength=EDIT_STRENGTH)
     for name, (attr, value) in prompts.items():
         truths[name] = Truth("edit", src_times, edited[name], source=source,
-                             target={attr: value}, prompt=f"{value} {attr}", crf=CRF)
+                             target={attr: value}, prompt=f"{value} {attr}", crf=CRF, input=src.name)
 
     started = time.perf_counter()
     result = api.animate(out / "portrait.png", drv, AnimateOptions(**common), outputs=[out / "animate.mp4"],
@@ -392,23 +405,24 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     truths["animate.mp4"] = Truth("animate", ran("animate", result, started), with_motion(portrait, driver),
                                   driver=driver, crf=CRF)
 
-    started = time.perf_counter()
-    result = api.interpolate(slow, InterpolateOptions(fps=INTERPOLATE_TO, **common), output=out / "interpolate.mp4",
-                             progress=progress)
-    truths["interpolate.mp4"] = Truth("interpolate", ran("interpolate", result, started), source, source=source,
-                                      source_times=slow_times, crf=CRF)
+    for name, given in (("interpolate.mp4", slow), ("interpolate-sparse.mp4", out / "source-3fps.mp4")):
+        started = time.perf_counter()
+        result = api.interpolate(given, InterpolateOptions(fps=INTERPOLATE_TO, **common), output=out / name,
+                                 progress=progress)
+        truths[name] = Truth("interpolate", ran(name.rsplit(".", 1)[0], result, started, input=given.name), source,
+                             source=source, source_times=probe(given).timestamps, crf=CRF, input=given.name)
 
     started = time.perf_counter()
     result = api.extrapolate(src, ExtrapolateOptions(seconds=EXTRAPOLATE_SECONDS, **common),
                              output=out / "extrapolate.mp4", progress=progress)
     truths["extrapolate.mp4"] = Truth("extrapolate", ran("extrapolate", result, started), source, source=source,
-                                      source_times=src_times, crf=CRF)
+                                      source_times=src_times, crf=CRF, input=src.name)
 
     started = time.perf_counter()
     blend = BlendOptions(region=BLEND_REGION, **common)
     result = api.blend_motion(src, drv, blend, output=out / "blend-motion.mp4", progress=progress)
     truths["blend-motion.mp4"] = Truth("blend", ran("blend-motion", result, started, region=BLEND_REGION), source,
-                                       source=source, driver=driver, mask=mask, crf=CRF)
+                                       source=source, driver=driver, mask=mask, crf=CRF, input=src.name)
     return truths
 
 
@@ -424,14 +438,23 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
     a = scores["animate"]
     out["animate"] = {**{f"r_{k}": v for k, v in a["correlation"].items()},
                       "portrait_attributes": a["attributes"]["all"]}
-    i = scores["interpolate"]["interpolation"]
-    out["interpolate"] = {"psnr_db": i["psnr_db"], **{f"{k}_psnr_db": v for k, v in i["baselines_psnr_db"].items()}}
-    e = scores["extrapolate"]["extrapolation"]
-    out["extrapolate"] = {"psnr_db": e["psnr_db"], "repeat_last_psnr_db": e["repeat_last_psnr_db"]}
+    for name in ("interpolate", "interpolate-sparse"):
+        out[name] = _versus_baselines(scores[name]["interpolation"])
+    out["extrapolate"] = _versus_baselines(scores["extrapolate"]["extrapolation"])
     b = scores["blend-motion"]["blend"]
     out["blend-motion"] = {"inside_corr_b": b["inside"]["corr_b"], "inside_corr_a": b["inside"]["corr_a"],
                            "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"]}
     return out
+
+
+def _versus_baselines(scores: dict[str, Any]) -> dict[str, Any]:
+    """Interpolation's or extrapolation's headline: the output's PSNR, each like-for-like baseline's
+    (``<name>_psnr_db``), each upper bound's (``<name>_upper_bound_psnr_db``), the control's and the
+    ODE gain."""
+    return {"psnr_db": scores["psnr_db"],
+            **{f"{k}_psnr_db": v for k, v in scores["baselines_psnr_db"].items()},
+            **{f"{k}_upper_bound_psnr_db": v for k, v in scores["upper_bounds_psnr_db"].items()},
+            "control_psnr_db": scores.get("control_psnr_db"), "ode_gain_db": scores.get("ode_gain_db")}
 
 
 def _invert_and_score(out: Path, options: DemoOptions, src_frames: torch.Tensor,
