@@ -272,12 +272,15 @@ def test_bf16_generator_stays_close_to_fp32(clip_a, model_file, media, reconstru
 def test_blend_motion_zero_mask_is_a_and_one_mask_is_b_motion(clip_a, clip_b, model_file, media, reconstruction, a_latents):
     zeros, ones = "/".join(["0" * 8] * 8), "/".join(["1" * 8] * 8)
     crop = ("--crop-only", "--crf", "0")
+    # anchored (the default), a zero mask is A itself: A's inversions, as its reconstruction
     ok("blend-motion", clip_a, clip_b, "--region", zeros, *crop, "-o", media / "b0.mp4", model=model_file)
-    result = ok("blend-motion", clip_a, clip_b, "--region", ones, *crop, "-o", media / "b1.mp4", model=model_file)
+    # the paper's W+ alone (--anchor none): a full mask is A's content moved by B, what animate makes of
+    # A's latents (no video given) driven by B
+    plain = (*crop, "--anchor", "none")
+    result = ok("blend-motion", clip_a, clip_b, "--region", ones, *plain, "-o", media / "b1.mp4", model=model_file)
     check_file(media / "b1.mp4", frames=FRAMES, fps=NTSC, duration=FRAMES / NTSC, audio=True)
-    assert result["inputs"] == {"input": str(clip_a), "motion": str(clip_b)}
-    # A's content moved by B: what animate makes of A's latents (no video given) driven by B
-    ok("animate", "--latents", a_latents, "--driver", clip_b, *crop, "-o", media / "ab.mp4", model=model_file)
+    assert result["inputs"] == {"input": str(clip_a), "motion": str(clip_b)} and result["anchor"] == "none"
+    ok("animate", "--latents", a_latents, "--driver", clip_b, *plain, "-o", media / "ab.mp4", model=model_file)
     b0, b1, ab = frames_of(media / "b0.mp4"), frames_of(media / "b1.mp4"), frames_of(media / "ab.mp4")
     assert mean_diff(b0, reconstruction[1]) < 0.05
     assert mean_diff(b1, ab) < 0.05
@@ -535,3 +538,50 @@ def test_an_input_is_decoded_once_for_the_inversion_and_the_dynamics(model_file,
     assert len(calls) == 2
     assert mean_diff(frames_of(media / "one-pass.mp4"), frames_of(media / "two-pass.mp4")) == 0
     assert shared["timings"]["invert"]["frames"] == 15
+
+
+
+# --- anchoring ---------------------------------------------------------------------------------------
+
+
+def test_an_edit_at_strength_zero_is_the_inversion_exactly(clip_a, model_file, media, reconstruction):
+    """Anchored: w_inv(t) + M(s_edit, t) − M(s_src, t), which at α = 0 is w_inv(t) bit for bit, the
+    same frames as the reconstruction at the input's own times (interpolate --factor 1)."""
+    result = ok("edit", clip_a, "-p", "blue eyes", "--strength", "0", "--crop-only", "--crf", "0",
+                "-o", media / "alpha0.mp4", model=model_file)
+    assert result["anchor"] == "inversion" and result["options"]["anchor"] == "inversion"
+    assert mean_diff(frames_of(media / "alpha0.mp4"), reconstruction[1]) == 0
+    edited = ok("edit", clip_a, "-p", "blue eyes", "--strength", "3", "--crop-only", "--crf", "0",
+                "-o", media / "alpha3.mp4", model=model_file)
+    assert edited["anchor"] == "inversion"
+    assert mean_diff(frames_of(media / "alpha3.mp4"), reconstruction[1]) > 1  # an edit does change it
+
+
+def test_interpolation_at_input_times_is_the_inversions_and_differs_unanchored(clip_a, model_file, media,
+                                                                             reconstruction, a_latents):
+    """Every input frame of a doubled clip is its own inversion rendered; --anchor none is the
+    model's W+ alone, which is not."""
+    from vsode.invert import load_latents
+    from vsode.stylegan2 import load_generator
+    from vsode.checkpoints import resolve
+
+    doubled = ok("interpolate", clip_a, "--factor", "2", "--crop-only", "--crf", "0", "-o", media / "x2a.mp4",
+                 model=model_file)
+    frames = frames_of(media / "x2a.mp4")
+    assert frames.shape[0] == 2 * FRAMES and doubled["anchor"] == "inversion"
+    assert mean_diff(frames[::2], reconstruction[1]) == 0
+    # the reconstruction is G(w_inv) of the latents (8-bit, lossless x264 at 4:2:0 aside)
+    wplus = load_latents(a_latents).wplus
+    with torch.no_grad():
+        g = load_generator(resolve("stylegan2-demo"))
+        rendered = ((g.synthesize(wplus, noise="const").clamp(-1, 1) + 1) / 2)
+    plain = ok("interpolate", clip_a, "--factor", "1", "--anchor", "none", "--crop-only", "--crf", "0",
+               "-o", media / "plain.mp4", model=model_file)
+    assert plain["anchor"] == "none"
+    near, far = mean_diff(rendered, reconstruction[1]), mean_diff(rendered, frames_of(media / "plain.mp4"))
+    assert near < 4 and far > 4 * near, (near, far)  # 4:2:0 coding aside; a random model is far off
+
+
+def test_bad_anchor_is_exit_2(clip_a, model_file):
+    res = run("interpolate", clip_a, "--factor", "2", "--anchor", "frames", "--model", model_file)
+    assert res.exit_code == 2 and "--anchor 'frames'" in res.stderr

@@ -115,7 +115,7 @@ def test_inputs_and_outputs_reach_the_verb(verbs, tmp_path):
 # Every flag the applications share, none at its default.
 SHARED = ["--model", "m.pt", "--batch-size", "3", "--precision", "bf16", "--content", "first", "--crf", "0",
           "--no-audio", "--no-align", "--face-index", "1", "--crop-only", "--no-cache", "--device", "cpu",
-          "--cache-dir", "cache", "--force"]
+          "--cache-dir", "cache", "--force", "--anchor", "none"]
 
 
 @pytest.mark.parametrize("command", list(MINIMAL))
@@ -129,6 +129,7 @@ def test_every_shared_flag_reaches_the_options(command, verbs):
     assert options.keep_audio is False and options.use_cache is False and options.crop_only is True
     assert (options.align, options.face_index, options.device, options.cache_dir, options.force) == \
         ("off", 1, "cpu", Path("cache"), True)
+    assert options.anchor == "none"
     # the command's own fields keep what the minimal call gave them
     for name in ("prompts", "fps", "factor", "times", "seconds", "frames", "only_new", "region"):
         if hasattr(expected, name):
@@ -193,7 +194,7 @@ def test_build_options_refuses_a_parameter_it_cannot_place():
 # Flags whose meaning is the same in every command that has them: one help text, one type and bounds.
 # (train's --batch-size counts videos per step, so it is its own option.)
 SAME_EVERYWHERE = ("--batch-size", "--precision", "--align", "--face-index", "--no-audio", "--no-cache",
-                   "--device", "--cache-dir", "--model", "--json", "--quiet", "--verbose", "--restart")
+                   "--device", "--cache-dir", "--model", "--json", "--quiet", "--verbose", "--restart", "--anchor")
 
 
 def test_shared_flags_are_declared_once():

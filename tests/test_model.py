@@ -226,3 +226,44 @@ def test_model_moves_with_its_backbones(tiny):
     assert states64.dtype == torch.float64
     assert torch.allclose(states64, states32.double(), atol=1e-6)
     assert (states32[:, 2] - states32[:, 0]).abs().max() > 1e-2  # and they do move over time
+
+
+# --- anchoring ----------------------------------------------------------------------------------------
+
+
+def test_anchor_interpolates_linearly_between_its_frames_and_holds_past_the_ends():
+    from vsode.model import Anchor
+
+    w = torch.stack([torch.zeros(2, 3), torch.full((2, 3), 2.0), torch.full((2, 3), 4.0)])
+    m = -w
+    anchor = Anchor(torch.tensor([0.0, 1.0, 3.0], dtype=torch.float64), w, m, torch.zeros(1, 4))
+    w_t, m_t, hit = anchor.at(torch.tensor([-1.0, 0.0, 0.25, 1.0, 2.0, 3.0, 9.0], dtype=torch.float64))
+    assert w_t[:, 0, 0].tolist() == [0.0, 0.0, 0.5, 2.0, 3.0, 4.0, 4.0]
+    assert torch.equal(m_t, -w_t)
+    assert hit.tolist() == [False, True, False, True, False, True, False]
+    with pytest.raises(InputError, match="increasing"):
+        Anchor(torch.tensor([1.0, 0.0], dtype=torch.float64), w[:2], m[:2], torch.zeros(1, 4))
+
+
+def test_anchored_decode_is_the_inversions_at_their_frames_and_adds_the_model_between(tiny):
+    """w'(t) = w̃(t) + M(t) − M̃(t): exactly w_inv at an anchor frame (unedited style), the model's
+    W+ plus the interpolated residual between frames, the last residual carried on past the end."""
+    frames, latents, times = _video()
+    code = tiny.encode_video(frames, times, latents=latents)
+    style = tiny.style_code(code.content_code[None])
+    anchor = tiny.anchor(code, latents, times, style, batch_size=2)
+    at_frames = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [style], anchor=anchor, batch_size=3)])
+    assert torch.equal(at_frames, latents)  # bit for bit, whatever the batching
+    model_w = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [style], batch_size=5)])
+    residual = latents - model_w
+    query = torch.tensor([0.05, 0.25, 0.4, 0.55], dtype=torch.float64)  # between frames, then past the end
+    plain = torch.cat([w for _, (w,) in tiny.decode_many(code, query, [style], batch_size=4)])
+    anchored = torch.cat([w for _, (w,) in tiny.decode_many(code, query, [style], anchor=anchor, batch_size=4)])
+    expected = plain + torch.stack([(residual[0] + residual[1]) / 2, (residual[2] + residual[3]) / 2,
+                                    residual[4], residual[4]])
+    torch.testing.assert_close(anchored, expected, rtol=1e-5, atol=1e-5)
+    # an edited style keeps its change from the model: w_inv + M(s_edit) − M(s_src)
+    edited_style = style + 0.5
+    edited = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [edited_style], anchor=anchor)])
+    change = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [edited_style])]) - model_w
+    torch.testing.assert_close(edited, latents + change, rtol=1e-5, atol=1e-5)

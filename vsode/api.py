@@ -74,6 +74,8 @@ class AppResult:
         timings: per stage, ``{"seconds", "frames", "fps"}``.
         options: the options used.
         paste_back: whether the generated crops were pasted back into the full frames.
+        anchor: what the W+ were anchored on (``inversion``: the inputs' own per-frame W+, see
+            :mod:`vsode.model.anchor`; ``none``: the paper's reconstruction alone).
     """
 
     command: str
@@ -87,6 +89,7 @@ class AppResult:
     timings: dict[str, dict[str, float]]
     options: dict[str, Any] = field(default_factory=dict)
     paste_back: bool = False
+    anchor: str = "none"
 
     @property
     def output(self) -> OutputVideo:
@@ -103,6 +106,7 @@ class AppResult:
             "crop": None if self.crop is None else list(self.crop),
             "aligned": dict(self.aligned),
             "paste_back": self.paste_back,
+            "anchor": self.anchor,
             "nfe": self.nfe,
             "timings": self.timings,
             "options": self.options,
@@ -188,6 +192,7 @@ def _result(command: str, pipe: Pipeline, source: Source, outputs: list[OutputVi
         timings=pipe.progress.report(),
         options=as_dict(options),
         paste_back=pipe.pastes(canvas),
+        anchor=options.anchor,
     )
 
 
@@ -232,7 +237,8 @@ def edit(
     _note_crops(pipe, source)
     styles = pipe.styles(code.content_code, options)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, options.prompts)]
-    written = pipe.render(code, times, specs, audio=pipe.audio(source, times), canvas=source)
+    written = pipe.render(code, times, specs, anchor=pipe.source_anchor(code, source),
+                          audio=pipe.audio(source, times), canvas=source)
     return _result("edit", pipe, source, written, options, canvas=source)
 
 
@@ -274,7 +280,9 @@ def animate(
     styles = pipe.styles(content, options)
     prompts: Sequence[str | None] = options.prompts or (None,)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, prompts)]
-    written = pipe.render(code, times, specs, audio=pipe.audio(drive, times), canvas=drive)
+    # anchored on the portrait's own code at the driver's first frame: its motion is added to it
+    anchor = pipe.anchor(code, content[None], [float(times.start)])
+    written = pipe.render(code, times, specs, anchor=anchor, audio=pipe.audio(drive, times), canvas=drive)
     return _result("animate", pipe, source, written, options, drive, canvas=drive)
 
 
@@ -351,7 +359,7 @@ def _retime(command: str, source: Source, times: FrameTimes, tag: str, output: P
     code = pipe.encode(source)
     _note_crops(pipe, source)
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
-                          audio=pipe.audio(source, times))
+                          anchor=pipe.source_anchor(code, source), audio=pipe.audio(source, times))
     return _result(command, pipe, source, written, options)
 
 
@@ -391,8 +399,10 @@ def blend_motion(
     code = pipe.encode(source)
     other = pipe.encode(motion, code.content_code)
     _note_crops(pipe, source, motion)
+    # anchored on A: A's inversions plus the blended W+ minus A's own
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
-                          blend=(other, mask), audio=pipe.audio(source, times), canvas=source)
+                          blend=(other, mask), anchor=pipe.source_anchor(code, source),
+                          audio=pipe.audio(source, times), canvas=source)
     return _result("blend-motion", pipe, source, written, options, motion, canvas=source)
 
 

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # torch is imported where a mask is made, so that the CLI sta
 PRECISIONS = ("fp32", "bf16", "auto")  # vsode.device.use_bf16 decides what each means on a device
 CONTENT_MODES = ("mean", "first")
 ALIGN_MODES = ("auto", "on", "off")
+# What an application's W+ are anchored on (vsode.model.anchor): the inputs' own inversions, or
+# nothing (the paper's z_C + 0.01·Δ(t)).
+ANCHOR_MODES = ("inversion", "none")
 DEFAULT_MODEL = "vidstyleode-demo"
 # The encoder DEFAULT_MODEL was trained with (its checkpoint's backbones record it; a test holds
 # the two together): `vsode invert`'s default, so that its latents fit the apps' default model.
@@ -375,6 +378,9 @@ class RenderOptions:
             new frame times (interpolate, extrapolate) are always the crop.
         max_frames: the most output frames a call may write (:data:`MAX_FRAMES` by default); the
             count is checked before anything is loaded.
+        anchor: ``inversion`` (default): keep the per-frame detail of the inputs' inversions,
+            rendering ``w_inv(t) + M_out(t) − M(t)`` (:mod:`vsode.model.anchor`); ``none``: the
+            paper's reconstruction ``z_C + 0.01·Δ(t)`` alone.
     """
 
     model: str = DEFAULT_MODEL
@@ -391,6 +397,7 @@ class RenderOptions:
     face_index: int = 0
     crop_only: bool = False
     max_frames: int = MAX_FRAMES
+    anchor: str = "inversion"
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -413,6 +420,8 @@ class RenderOptions:
                     f"align {self.align!r} is not one of {', '.join(ALIGN_MODES)}")
         _problem_if(not _whole(self.face_index, 0), problems,
                     f"--face-index {self.face_index} must be 0 (the largest face) or more")
+        _problem_if(self.anchor not in ANCHOR_MODES, problems,
+                    f"--anchor {self.anchor!r} is not one of {', '.join(ANCHOR_MODES)}")
         _problem_if(not _whole(self.max_frames, 1), problems,
                     f"--max-frames {self.max_frames} must be a whole number of frames >= 1")
 

@@ -47,7 +47,7 @@ from .align import PasteOptions, face_batches, paste_back, paste_square
 from .device import resolve_device
 from .errors import InputError, VsodeError
 from .invert import InversionModels, InvertOptions, Latents, alignment_track, invert_video
-from .model import VideoCode, VidStyleODE, content_code, load_model
+from .model import Anchor, VideoCode, VidStyleODE, content_code, load_model
 from .options import IMAGE_SUFFIXES, EditOptions, FrameTimes, RenderOptions
 from .progress import Progress, ensure
 from .source import Source
@@ -131,6 +131,7 @@ class Pipeline:
             self.progress.synchronize = torch.cuda.synchronize
         self.bf16 = use_bf16(options.precision, device)
         self.nfe = 0
+        self._base_styles: dict[tuple, torch.Tensor] = {}
 
     @classmethod
     def load(cls, options: RenderOptions, *, need_encoder: bool, progress: Progress | None = None) -> "Pipeline":
@@ -175,6 +176,7 @@ class Pipeline:
             latents = invert_video(source.path, self._invert_options(), models=models, info=source.info,
                                    progress=self.progress.scoped("invert "), also=also)
         source.set_track(latents.track, f"the inversion of {source.path}")
+        source.inversion = latents
         return latents
 
     def _encoder_name(self) -> str:
@@ -259,19 +261,43 @@ class Pipeline:
                 return self.model.encode_video(iter(batches), seconds, content_code=content, features=True)
     # --- style and rendering ---------------------------------------------------------------------
 
+    def base_style(self, content_code: torch.Tensor) -> torch.Tensor:
+        """The unedited style token of a content code, ``CLIP_I(G(z_C))`` (1 × clip_dim), made once."""
+        key = (content_code.data_ptr(), tuple(content_code.shape))
+        if key not in self._base_styles:
+            with self.progress.timed("style"), torch.no_grad():
+                self._base_styles[key] = self.model.style_code(content_code[None])
+        return self._base_styles[key]
+
     def styles(self, content_code: torch.Tensor, options: EditOptions | None = None) -> list[torch.Tensor]:
         """One style token (1 × clip_dim) per prompt of ``options`` (or the unedited one):
         ``CLIP_I(G(z_C)) + α·(CLIP_T(target) − CLIP_T(source))``."""
         model = self.model
+        image = self.base_style(content_code)
+        if options is None or not options.prompts:
+            return [image]
         with self.progress.timed("style"), torch.no_grad():
-            image = model.style_code(content_code[None])
-            if options is None or not options.prompts:
-                return [image]
             return [
                 model.style_code(content_code[None], source=options.source, target=options.target(p),
                                  strength=options.strength, image_features=image)
                 for p in options.prompts
             ]
+
+    def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float]) -> Anchor | None:
+        """The :class:`~vsode.model.Anchor` of ``code`` on the inversions ``wplus`` at ``seconds``
+        (its frames' times), or None with ``anchor="none"`` (the paper's reconstruction)."""
+        if self.options.anchor == "none":
+            return None
+        with self.progress.stage("anchor", frames=len(seconds)):
+            return self.model.anchor(code, wplus.to(self.device, torch.float32), seconds,
+                                     self.base_style(code.content_code), batch_size=self.options.batch_size)
+
+    def source_anchor(self, code: VideoCode, source: Source) -> Anchor | None:
+        """The anchor of a source's own code on its own per-frame W+."""
+        latents = source.known_latents
+        if latents is None:
+            raise VsodeError(f"{source.path} has no per-frame W+ to anchor on")
+        return self.anchor(code, latents.wplus, [float(t) for t in source.times])
 
     def audio(self, source: Source, times: FrameTimes) -> AudioSpec | None:
         """The source's audio lined up with the output's first frame (none past its end)."""
@@ -286,6 +312,7 @@ class Pipeline:
         outputs: Sequence[OutputSpec],
         *,
         blend: tuple[VideoCode, torch.Tensor] | None = None,
+        anchor: Anchor | None = None,
         audio: AudioSpec | None = None,
         canvas: Source | None = None,
     ) -> list[OutputVideo]:
@@ -293,7 +320,7 @@ class Pipeline:
 
         ``blend=(other, mask)`` takes ``other``'s motion inside the mask (h×w weights in [0, 1]),
         ``code``'s elsewhere, at every time (its τ also counted from its own first frame).
-        ``canvas``: the source whose frames the output's are (``times`` = its frame times); unless
+        ``anchor``: the W+ are anchored on it (:meth:`anchor`). ``canvas``: the source whose frames the output's are (``times`` = its frame times); unless
         ``crop_only``, the crops are pasted back into its frames. All outputs are written or none
         is: on any error every file is removed.
         """
@@ -319,8 +346,8 @@ class Pipeline:
             if paste:
                 backgrounds = read_frames(canvas.path, batch_size=batch, info=canvas.info)  # type: ignore[union-attr]
             styles = [spec.style.to(self.device) for spec in outputs]
-            decoded = model.decode_many(code, times.seconds(), styles, blend=blend, batch_size=batch,
-                                        progress=self.progress)
+            decoded = model.decode_many(code, times.seconds(), styles, blend=blend, anchor=anchor,
+                                        batch_size=batch, progress=self.progress)
             with contextlib.closing(decoded), \
                     self.progress.stage("render", total=n * len(outputs), unit="frame") as stage, torch.no_grad():
                 for frames, ws in decoded:

@@ -34,6 +34,12 @@ class Source:
     role: str = "input"
     track: Track | None = None  # the face's alignment; None: the centre square ``crop``
     tracked: bool = False  # whether the alignment was decided (the track may still be None)
+    inversion: Latents | None = None  # the W+ the pipeline inverted it to (when no latents file)
+
+    @property
+    def known_latents(self) -> Latents | None:
+        """The per-frame W+ of the source, from its latents file or its inversion, if known."""
+        return self.latents if self.latents is not None else self.inversion
 
     @property
     def times(self) -> tuple[Fraction, ...]:

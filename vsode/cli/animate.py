@@ -9,6 +9,7 @@ import typer
 
 from ..options import AnimateOptions, RenderOptions
 from .appopts import (
+    AnchorOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -58,6 +59,7 @@ def animate(
     align: AlignOpt = None,
     face_index: FaceIndexOpt = RenderOptions.face_index,
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
+    anchor: AnchorOpt = RenderOptions.anchor,
     no_cache: NoCacheOpt = not RenderOptions.use_cache,
     device: DeviceOpt = RenderOptions.device,
     cache_dir: CacheDirOpt = RenderOptions.cache_dir,

@@ -67,3 +67,8 @@ MaxFramesOpt = Annotated[int, typer.Option(
     "--max-frames", min=1, metavar="N",
     help="Refuse to start when the output would have more frames than this (a mistyped rate or length); "
          "raise it to write longer outputs.")]
+
+AnchorOpt = Annotated[str, typer.Option(
+    "--anchor", metavar="inversion|none",
+    help="What the output's W+ are anchored on: 'inversion' keeps each input frame's own W+ and adds the model's "
+         "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]

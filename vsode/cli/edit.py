@@ -9,6 +9,7 @@ import typer
 
 from ..options import EditOptions, RenderOptions
 from .appopts import (
+    AnchorOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -57,6 +58,7 @@ def edit(
     align: AlignOpt = None,
     face_index: FaceIndexOpt = RenderOptions.face_index,
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
+    anchor: AnchorOpt = RenderOptions.anchor,
     no_cache: NoCacheOpt = not RenderOptions.use_cache,
     device: DeviceOpt = RenderOptions.device,
     cache_dir: CacheDirOpt = RenderOptions.cache_dir,

@@ -9,6 +9,7 @@ import typer
 
 from ..options import InterpolateOptions, RenderOptions
 from .appopts import (
+    AnchorOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -53,6 +54,7 @@ def interpolate(
     align: AlignOpt = None,
     face_index: FaceIndexOpt = RenderOptions.face_index,
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
+    anchor: AnchorOpt = RenderOptions.anchor,
     max_frames: MaxFramesOpt = RenderOptions.max_frames,
     no_cache: NoCacheOpt = not RenderOptions.use_cache,
     device: DeviceOpt = RenderOptions.device,

@@ -3,11 +3,13 @@
 - :mod:`.config`: :class:`ModelConfig` and its ``--set`` overrides; :mod:`.presets`: the named presets;
 - :mod:`.module`: :class:`VidStyleODE` and the one encode → solve → decode path
   (:class:`VideoCode`, :class:`Trajectory`);
+- :mod:`.anchor`: anchored rendering (the inversions' per-frame detail kept);
 - :mod:`.io`: building, saving and loading models and the frozen backbones they name.
 """
 
 from __future__ import annotations
 
+from .anchor import ANCHOR_MODES, Anchor
 from .config import BACKBONE_KINDS, CONTENT_MODES, FORMAT, Backbones, ModelConfig
 from .io import (
     backbone_ref,
@@ -23,6 +25,8 @@ from .module import Trajectory, VideoCode, VidStyleODE, content_code
 from .presets import PRESETS, preset_config
 
 __all__ = [
+    "ANCHOR_MODES",
+    "Anchor",
     "BACKBONE_KINDS",
     "CONTENT_MODES",
     "FORMAT",

@@ -30,6 +30,7 @@ from ..dynamics import Dynamics
 from ..errors import InputError
 from ..modulation import Mapper, Modulation
 from ..progress import Progress, Stage, ensure
+from .anchor import Anchor
 from .config import BACKBONE_KINDS, CONTENT_MODES, ModelConfig
 
 # --- the model -------------------------------------------------------------------------------------
@@ -322,6 +323,7 @@ class VidStyleODE(nn.Module):
         styles: Sequence[torch.Tensor],
         *,
         blend: tuple[VideoCode, Any] | None = None,
+        anchor: Anchor | None = None,
         batch_size: int = 16,
         progress: Progress | None = None,
     ) -> Iterator[tuple[slice, list[torch.Tensor]]]:
@@ -331,7 +333,10 @@ class VidStyleODE(nn.Module):
         The ODE is solved once for all times (``blend=(other, mask)`` solves ``other`` too, its τ
         counted from its own first frame, and takes its motion inside the h×w mask); tokens are
         made once per batch and shared by the styles; the modulation network and mapper run per
-        batch and style. ``progress`` times the ``solve``, ``tokens`` and ``modulation+mapper``
+        batch and style. ``anchor`` (an :class:`Anchor` of this video, made by :meth:`anchor`)
+        turns each W+ into ``w̃(t) + W(t) − M̃(t)``; at an anchor frame, without a blend, ``M̃`` is
+        the anchor style's W+ from the same batch, so the unedited output there is the frame's
+        inversion exactly. ``progress`` times the ``solve``, ``tokens`` and ``modulation+mapper``
         stages.
         """
         if batch_size < 1:
@@ -358,7 +363,34 @@ class VidStyleODE(nn.Module):
                     w = self.decode_w(tokens, content, style.reshape(1, -1).to(tokens.device))
                 assert tuple(w.shape) == (count, cfg.n_latent, cfg.style_dim), tuple(w.shape)
                 out.append(w)
+            if anchor is not None:
+                with progress.timed("anchor", count):
+                    out = self._anchored(out, styles, anchor, seconds[frames], tokens, content, blend is None)
             yield frames, out
+
+    def _anchored(self, out: list[torch.Tensor], styles: Sequence[torch.Tensor], anchor: Anchor,
+                  seconds: torch.Tensor, tokens: torch.Tensor, content: torch.Tensor,
+                  own_motion: bool) -> list[torch.Tensor]:
+        """``w̃ + W − M̃`` for each style's W+ of one batch (see :mod:`vsode.model.anchor`)."""
+        device = out[0].device
+        w_inv, m_anchor, hit = (x.to(device) for x in anchor.at(seconds))
+        if own_motion and bool(hit.any()):  # the anchored video itself: M̃ at its frames is M, here
+            same = [k for k, style in enumerate(styles) if style is anchor.style]
+            m_here = out[same[0]] if same else self.decode_w(tokens, content, anchor.style.reshape(1, -1).to(device))
+            m_anchor = torch.where(hit[:, None, None], m_here, m_anchor)
+        return [w_inv + (w - m_anchor) for w in out]
+
+    @torch.no_grad()
+    def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float] | torch.Tensor,
+               style: torch.Tensor, *, batch_size: int = 16) -> Anchor:
+        """The :class:`Anchor` of a video: its inversions ``wplus`` (K × n × D) at its frame times
+        ``seconds`` and the model's own W+ there under ``style`` (the unedited style token)."""
+        seconds = torch.as_tensor(seconds, dtype=torch.float64).reshape(-1)
+        if wplus.shape[0] != seconds.numel():
+            raise InputError(f"{wplus.shape[0]} inversions for {seconds.numel()} anchor times")
+        model = torch.cat([w for _, (w,) in self.decode_many(code, seconds, [style], batch_size=batch_size)])
+        device = model.device
+        return Anchor(seconds, wplus.to(device, model.dtype), model, style)
 
     @torch.no_grad()
     def solve(
