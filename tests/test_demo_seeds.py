@@ -80,32 +80,68 @@ def test_aggregate_means_gains_and_clean_counts_on_known_numbers():
         aggregate([])
 
 
+@pytest.fixture(scope="module")
+def plain(tmp_path_factory):
+    """The same seeds rendered the paper's way (``--anchor none``): what anchoring is measured against."""
+    options = DemoOptions(seconds=2.0, fps=Fraction(12), size=64, force=True, anchor="none")
+    return score_seeds(SEEDS, options)
+
+
 def test_means_over_four_seeds_hold_the_measured_figures(scored):
-    # Means over seeds 0-3 measured with the shipped model (the previous model's in brackets,
-    # where it fails the bound): the eye edit lands cleanly in 4 seeds, the hair edit in 1 (seed 0);
-    # edit frame-diff ratio 0.39 / 0.39 (0.13 / 0.13); interpolation over the content code of the
-    # decoded input +1.39 dB (+1.32 over the true frames' content code; the previous model's -0.01);
-    # extrapolation over repeating the last input frame -1.02 dB (-1.17 over the true last frame;
-    # -2.19); animate r head y 0.51, head x -0.05, mouth -0.09; blend inside r(B) -0.10, outside
-    # r(A) -0.08.
+    # Means over seeds 0-3 with the shipped model, anchored (the default): the eye edit lands cleanly in
+    # 4 seeds, the hair edit in 1 (seed 0); others unchanged 0.96 / 0.99 and attribute flips 0.03 /
+    # 0.02 (seed 3 keeps the input's blinks, whose inversions read as another eye colour on 2-3
+    # frames); edit frame-diff ratio 1.10 / 1.11 (the paper's way: 0.39 / 0.39); interpolation over
+    # the content code of the decoded input +7.87 dB; extrapolation over repeating the last input
+    # frame +0.54 dB; animate r head y 0.56, head x -0.05, mouth 0.02; blend outside r(A) 0.90.
     _, result = scored
     mean = result["mean"]
     assert mean["seeds"] == 4
     for name in ("edit-hair", "edit-eyes"):
         assert mean[name]["others_unchanged"] >= 0.95, (name, mean[name])
         assert mean[name]["flip_rate"] <= 0.05, (name, mean[name])
-        assert mean[name]["frame_diff_ratio"] >= 0.3, (name, mean[name])
-    assert mean["edit-hair"]["clean"] >= 1 and mean["edit-eyes"]["accuracy"] >= 0.9, mean
-    # CLIP direction of the edits' change (the true edits': 0.94 / 0.92): hair 0.51 (0.18-0.91 by
-    # seed: the hair edit moves the right way where it does not land), eyes 0.92
+        assert 1.0 <= mean[name]["frame_diff_ratio"] <= 1.25, (name, mean[name])  # the source's motion, not more
+    assert mean["edit-hair"]["clean"] >= 1 and mean["edit-eyes"]["accuracy"] >= 0.95, mean
+    # CLIP direction of the edits' change (the true edits': 0.94 / 0.92): hair 0.52 (the hair edit moves
+    # the right way where it does not land), eyes 0.90
     assert mean["edit-hair"]["clip_direction"] >= 0.45 and mean["edit-eyes"]["clip_direction"] >= 0.85, mean
-    assert mean["interpolate"]["gain_over_content_code_db"] >= 1.0, mean["interpolate"]
-    assert mean["extrapolate"]["gain_over_repeat_last_db"] >= -1.5, mean["extrapolate"]
+    assert mean["interpolate"]["gain_over_content_code_db"] >= 7.0, mean["interpolate"]
+    assert mean["extrapolate"]["gain_over_repeat_last_db"] >= 0.3, mean["extrapolate"]
     a = mean["animate"]
-    assert a["r_head_y"] >= 0.4 and a["portrait_attributes"] >= 0.95, a
-    assert a["r_head_x"] >= -0.2 and a["r_mouth_open"] >= -0.2, a  # floors: not transferred on average
+    assert a["r_head_y"] >= 0.5 and a["portrait_attributes"] >= 0.95, a
     b = mean["blend-motion"]
-    assert b["inside_corr_b"] >= -0.25 and b["outside_corr_a"] >= -0.2, b  # floors, as above
+    assert b["outside_corr_a"] >= 0.85 and b["outside_corr_a"] > b["outside_corr_b"] + 0.5, b
+
+
+def test_anchoring_meets_its_targets_against_the_papers_reconstruction(scored, plain):
+    """Issue 19's targets, means over seeds 0-3, anchored output against the paper's way and the
+    like-for-like baselines, measured in the same run. Measured: edit PSNR vs the edited truth
+    18.57 / 25.22 dB anchored, 16.29 / 19.94 the paper's way; 8 -> 24 fps 27.27 dB against the W+
+    lerp's 27.19 (the paper's 20.79), 3 -> 24 fps 26.00 against 26.05 (20.98); extrapolation 20.98 dB
+    against repeating the last frame's 20.43 (19.41); animate r head x / y / mouth -0.05 / 0.56 /
+    0.02 anchored, -0.05 / 0.51 / -0.09 the paper's way."""
+    anchored, paper = scored[1]["mean"], plain["mean"]
+    for name, gain in (("edit-hair", 2.0), ("edit-eyes", 4.5)):
+        assert anchored[name]["psnr_db"] >= paper[name]["psnr_db"] + gain, (name, anchored[name], paper[name])
+        assert anchored[name]["frame_diff_ratio"] >= 0.9
+        assert anchored[name]["accuracy"] >= paper[name]["accuracy"] - 0.02, name  # seed 3: 1 frame in 22
+    for name in ("interpolate", "interpolate-sparse"):
+        i = anchored[name]
+        assert i["psnr_db"] >= i["wplus_lerp_psnr_db"] - 0.1, (name, i)
+        assert i["psnr_db"] >= paper[name]["psnr_db"] + 4.0, name
+    x = anchored["extrapolate"]
+    assert x["psnr_db"] >= x["repeat_last_psnr_db"] + 0.3 and x["psnr_db"] >= paper["extrapolate"]["psnr_db"] + 1.0
+    for channel in ("r_head_x", "r_head_y", "r_mouth_open"):
+        assert anchored["animate"][channel] >= paper["animate"][channel] - 0.01, channel
+    assert anchored["animate"]["portrait_attributes"] >= paper["animate"]["portrait_attributes"]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="anchored blend-motion keeps A's own motion inside the mask too: inside r(B) 0.19 "
+                          "against r(A) 0.98 (means over seeds 0-3); the model's blended W+ carry little of B")
+def test_blend_motion_inside_follows_b_more_than_a(scored):
+    b = scored[1]["mean"]["blend-motion"]
+    assert b["inside_corr_b"] > b["inside_corr_a"]
 
 
 def test_like_for_like_baselines_and_the_control_over_four_seeds(scored):

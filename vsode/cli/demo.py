@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .appopts import ModelOpt
+from .appopts import AnchorOpt, ModelOpt
 from .common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
 
 ThreadsOpt = Annotated[
@@ -25,6 +25,7 @@ def demo(
     model: ModelOpt = "vidstyleode-demo",
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
+    anchor: AnchorOpt = "inversion",
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -51,6 +52,7 @@ def demo(
         from ..options import parse_rate
 
         options = DemoOptions(seconds=seconds, fps=parse_rate(fps), size=size, seed=seed, model=model, force=force,
+                              anchor=anchor,
                               device=str(resolve_device(device)), threads=threads)
         report = run_demo(out_dir, options, progress=ui.progress)
         ui.result(report, human=summary_lines(report, out_dir))
@@ -66,7 +68,8 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
     def pct(value: Any) -> str:
         return f"{value:.0%}" if isinstance(value, (int, float)) else "n/a"
 
-    lines = [f"wrote the demo to {out_dir}/ (model {report['model']['name']})"]
+    lines = [f"wrote the demo to {out_dir}/ (model {report['model']['name']}, anchored on "
+             f"{report.get('anchor', 'inversion')})"]
     lines.append(f"  invert:       PSNR vs ground truth {report['inversion']['psnr_db']} dB")
     acc = ", ".join(f"{k} {v:.0%}" for k, v in report["clip_zero_shot"].items())
     lines.append(f"  CLIP zero-shot attributes of the source: {acc}")
@@ -75,7 +78,8 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
         e = s[name]
         lines.append(f"  edit '{e['prompt']}': accuracy {pct(e['accuracy'])}, others unchanged "
                      f"{pct(e['others_unchanged'])}, attribute flips {pct(e['flip_rate'])} of frames, "
-                     f"frame difference x{num(e['frame_diff_ratio'])} the source's, CLIP direction "
+                     f"frame difference x{num(e['frame_diff_ratio'])} the source's, PSNR vs the edited truth "
+                     f"{num(e.get('psnr_db'), ' dB')}, CLIP direction "
                      f"{num(e['clip_direction'])} (true edit {num(e['true_clip_direction'])})")
     a, e, b = s["animate"], s["extrapolate"], s["blend-motion"]
     lines.append(f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "

@@ -40,7 +40,7 @@ import torch
 
 from ..errors import InputError, ModelMissingError
 from ..fileio import atomic_write_bytes, check_output_path
-from ..options import DEFAULT_MODEL, region_mask
+from ..options import ANCHOR_MODES, DEFAULT_MODEL, region_mask
 from ..progress import Progress, ensure
 from ..video import VideoWriter, probe
 from . import scores as S
@@ -110,6 +110,8 @@ class DemoOptions:
         device: where the models run.
         threads: torch CPU threads while the demo runs (restored after). The models are tiny: one
             thread is the fastest, many times over on a busy machine. 0 keeps torch's setting.
+        anchor: what the applications anchor their W+ on (``inversion`` or ``none``, the paper's
+            reconstruction alone; :data:`vsode.options.ANCHOR_MODES`).
     """
 
     seconds: float = 3.0
@@ -120,6 +122,7 @@ class DemoOptions:
     force: bool = False
     device: str = "cpu"
     threads: int = 1
+    anchor: str = "inversion"
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.seconds <= 60:
@@ -132,6 +135,8 @@ class DemoOptions:
             raise InputError(f"--seed {self.seed} must be 0 or more")
         if not str(self.model).strip():
             raise InputError("--model is empty; give a registry name or a VidStyleODE checkpoint path")
+        if self.anchor not in ANCHOR_MODES:
+            raise InputError(f"--anchor {self.anchor!r} is not one of {', '.join(ANCHOR_MODES)}")
         if self.threads < 0:
             raise InputError(f"--threads {self.threads} must be 1 or more (0: torch's default)")
         if math.floor(Fraction(self.seconds) * SPARSE_FROM) < 2:
@@ -273,6 +278,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         "frames": len(times),
         "model": {"name": options.model, "path": str(model_path)},
         "threads": torch.get_num_threads(),
+        "anchor": options.anchor,
         "source": {"attributes": source.attributes},
         "driver": {"attributes": driver.attributes},
         "portrait": {"attributes": portrait.attributes},
@@ -371,7 +377,7 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     source, driver, portrait = videos
 
     common = dict(model=options.model, device=options.device, force=options.force, use_cache=False,
-                  batch_size=16, crf=CRF)
+                  batch_size=16, crf=CRF, anchor=options.anchor)
     src, slow, drv = out / "source.mp4", out / "source-8fps.mp4", out / "driver.mp4"
     src_times = probe(src).timestamps
     report["apps"] = {}
@@ -433,7 +439,7 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
         s = scores[name]
         out[name] = {"prompt": s["prompt"], "accuracy": s["edit"]["accuracy"],
                      "others_unchanged": s["edit"]["others_unchanged"], "flip_rate": s["temporal"]["flip_rate"],
-                     "frame_diff_ratio": s["temporal"]["frame_diff_ratio"],
+                     "frame_diff_ratio": s["temporal"]["frame_diff_ratio"], "psnr_db": s["psnr_db"],
                      "clip_direction": s["direction"]["cosine"], "true_clip_direction": s["direction"]["reference"]}
     a = scores["animate"]
     out["animate"] = {**{f"r_{k}": v for k, v in a["correlation"].items()},
