@@ -585,3 +585,13 @@ def test_interpolation_at_input_times_is_the_inversions_and_differs_unanchored(c
 def test_bad_anchor_is_exit_2(clip_a, model_file):
     res = run("interpolate", clip_a, "--factor", "2", "--anchor", "frames", "--model", model_file)
     assert res.exit_code == 2 and "--anchor 'frames'" in res.stderr
+
+
+def test_anchored_blend_of_a_video_with_itself_is_its_reconstruction(clip_a, model_file, media, reconstruction):
+    """Anchored blend-motion puts B's inversions, with A's content put in by the model, over A inside
+    the region: blending a video with its own motion gives back its inversions, whatever the mask."""
+    ones = "/".join(["1" * 8] * 8)
+    result = ok("blend-motion", clip_a, clip_a, "--region", ones, "--crop-only", "--crf", "0",
+                "-o", media / "self-blend.mp4", model=model_file)
+    assert result["anchor"] == "inversion" and result["aligned"] == {"input": False, "motion": False}
+    assert mean_diff(frames_of(media / "self-blend.mp4"), reconstruction[1]) < 0.2

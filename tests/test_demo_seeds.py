@@ -93,7 +93,7 @@ def test_means_over_four_seeds_hold_the_measured_figures(scored):
     # 0.02 (seed 3 keeps the input's blinks, whose inversions read as another eye colour on 2-3
     # frames); edit frame-diff ratio 1.10 / 1.11 (the paper's way: 0.39 / 0.39); interpolation over
     # the content code of the decoded input +7.87 dB; extrapolation over repeating the last input
-    # frame +0.54 dB; animate r head y 0.56, head x -0.05, mouth 0.02; blend outside r(A) 0.90.
+    # frame +0.54 dB; animate r head y 0.56, head x -0.05, mouth 0.02; blend outside r(A) 0.94.
     _, result = scored
     mean = result["mean"]
     assert mean["seeds"] == 4
@@ -136,12 +136,17 @@ def test_anchoring_meets_its_targets_against_the_papers_reconstruction(scored, p
     assert anchored["animate"]["portrait_attributes"] >= paper["animate"]["portrait_attributes"]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="anchored blend-motion keeps A's own motion inside the mask too: inside r(B) 0.19 "
-                          "against r(A) 0.98 (means over seeds 0-3); the model's blended W+ carry little of B")
-def test_blend_motion_inside_follows_b_more_than_a(scored):
+def test_anchored_blend_motion_follows_b_inside_and_a_outside(scored, plain):
+    """Means over seeds 0-3: anchored blend-motion (B's inversions with A's content inside the
+    region, A's outside) inside r(B) 0.80 against r(A) 0.21, outside r(A) 0.94 against r(B) 0.15;
+    the paper's way (B's motion state in the region of the grid) -0.10 / 0.02 and -0.09 / -0.32."""
     b = scored[1]["mean"]["blend-motion"]
-    assert b["inside_corr_b"] > b["inside_corr_a"]
+    assert b["inside_corr_b"] >= 0.7 and b["inside_corr_b"] > b["inside_corr_a"] + 0.4, b
+    for seed, row in scored[1]["per_seed"].items():
+        r = row["blend-motion"]
+        assert r["inside_corr_b"] > r["inside_corr_a"] and r["outside_corr_a"] > r["outside_corr_b"], (seed, r)
+    paper = plain["mean"]["blend-motion"]
+    assert b["inside_corr_b"] >= paper["inside_corr_b"] + 0.5 and b["outside_corr_a"] >= paper["outside_corr_a"] + 0.5
 
 
 def test_like_for_like_baselines_and_the_control_over_four_seeds(scored):

@@ -24,6 +24,7 @@ their new times and are always the crop.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Sequence
@@ -372,17 +373,23 @@ def blend_motion(
     output: PathLike | None = None,
     progress: Progress | None = None,
 ) -> AppResult:
-    """A's appearance and A's motion, except inside ``options.region`` where B's motion is used:
-    ``z_d(τ) = M·z_d^B(τ) + (1 − M)·z_d^A(τ)`` per cell of the dynamics grid at every output time
-    (each video's τ counted from its own first frame; B is extrapolated past its end if shorter).
-    Frame times, rate and audio are A's.
+    """A's appearance and A's motion, except inside ``options.region`` where B's motion is used.
+    Frame times, rate and audio are A's; each video's τ is counted from its own first frame, and B
+    is extrapolated past its end if shorter.
+
+    Anchored (``options.anchor="inversion"``, the default) both videos are inverted: outside the
+    region the output is A anchored on its inversions; inside, B's inversions with A's content put
+    in by the model, ``w_B(t) + M(z_A, s_A, z_d^B, t) − M(z_B, s_A, z_d^B, t)`` (B's anchor, A's
+    style), laid over A with the region's mask upsampled to pixels (bilinear: soft over a cell).
+    ``anchor="none"`` is the paper's blend in the dynamics state, ``z_d(τ) = M·z_d^B(τ) + (1 −
+    M)·z_d^A(τ)`` per cell of the grid, without inverting B.
 
     Args:
         video_a: the video giving the appearance and the motion outside the region; may be None
             with ``latents``.
         video_b: the video whose motion is taken inside the region.
         options: :class:`BlendOptions` with the region.
-        latents: a latents file of A instead of inverting it (B is never inverted).
+        latents: a latents file of A instead of inverting it.
         output: default ``<A stem>.blend-<B stem>-<region>.mp4``.
     """
     progress = ensure(progress)
@@ -394,15 +401,25 @@ def blend_motion(
     label = "-".join(region.names) if region.names else (region.image.stem if region.image else "mask")
     paths = _paths(output, [default_output(source, f"blend-{slug(motion.path.stem)}-{slug(label)}")])
     check_outputs(paths, len(times), [source, motion], force=options.force)
-    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    anchored = options.anchor != "none"
+    pipe = Pipeline.load(options, need_encoder=source.latents is None or anchored, progress=progress)
     mask = region_mask(region, pipe.grid)
     code = pipe.encode(source)
-    other = pipe.encode(motion, code.content_code)
-    _note_crops(pipe, source, motion)
-    # anchored on A: A's inversions plus the blended W+ minus A's own
-    written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
-                          blend=(other, mask), anchor=pipe.source_anchor(code, source),
-                          audio=pipe.audio(source, times), canvas=source)
+    spec = [OutputSpec(paths[0], pipe.styles(code.content_code)[0])]
+    if anchored:
+        # A anchored on its inversions outside the region; inside it, B's inversions with A's content
+        # put in by the model (w_B(t) + M(z_A, z_d^B, t) − M(z_B, z_d^B, t)), over A in pixels
+        own = pipe.encode(motion)  # B's content and its inversions too
+        inside = dataclasses.replace(own, content_code=code.content_code)
+        _note_crops(pipe, source, motion)
+        written = pipe.render(code, times, spec, anchor=pipe.source_anchor(code, source),
+                              inset=(inside, pipe.source_anchor(own, motion), pipe.pixel_mask(mask)),
+                              audio=pipe.audio(source, times), canvas=source)
+    else:  # the paper's way: B's motion state inside the region of the dynamics grid
+        other = pipe.encode(motion, code.content_code)
+        _note_crops(pipe, source, motion)
+        written = pipe.render(code, times, spec, blend=(other, mask), audio=pipe.audio(source, times),
+                              canvas=source)
     return _result("blend-motion", pipe, source, written, options, motion, canvas=source)
 
 

@@ -313,6 +313,7 @@ class Pipeline:
         *,
         blend: tuple[VideoCode, torch.Tensor] | None = None,
         anchor: Anchor | None = None,
+        inset: tuple[VideoCode, Anchor | None, torch.Tensor] | None = None,
         audio: AudioSpec | None = None,
         canvas: Source | None = None,
     ) -> list[OutputVideo]:
@@ -320,7 +321,10 @@ class Pipeline:
 
         ``blend=(other, mask)`` takes ``other``'s motion inside the mask (h×w weights in [0, 1]),
         ``code``'s elsewhere, at every time (its τ also counted from its own first frame).
-        ``anchor``: the W+ are anchored on it (:meth:`anchor`). ``canvas``: the source whose frames the output's are (``times`` = its frame times); unless
+        ``anchor``: the W+ are anchored on it (:meth:`anchor`). ``inset=(other, its anchor,
+        mask)``: ``other`` is rendered too, with the same styles, and put over each frame with the
+        pixel ``mask`` (the generator's H×W weights in [0, 1]; blend-motion's anchored form).
+        ``canvas``: the source whose frames the output's are (``times`` = its frame times); unless
         ``crop_only``, the crops are pasted back into its frames. All outputs are written or none
         is: on any error every file is removed.
         """
@@ -348,18 +352,26 @@ class Pipeline:
             styles = [spec.style.to(self.device) for spec in outputs]
             decoded = model.decode_many(code, times.seconds(), styles, blend=blend, anchor=anchor,
                                         batch_size=batch, progress=self.progress)
-            with contextlib.closing(decoded), \
+            insets = None
+            if inset is not None:
+                inset_code, inset_anchor, inset_mask = inset
+                insets = model.decode_many(inset_code, times.seconds(), styles, anchor=inset_anchor,
+                                           batch_size=batch, progress=self.progress)
+            with contextlib.closing(decoded), contextlib.closing(insets) if insets else contextlib.nullcontext(), \
                     self.progress.stage("render", total=n * len(outputs), unit="frame") as stage, torch.no_grad():
                 for frames, ws in decoded:
                     count = frames.stop - frames.start
+                    inset_ws = next(insets)[1] if insets is not None else [None] * len(ws)
                     if backgrounds is not None:
                         with self.progress.timed("paste", count):
                             background = next(backgrounds).frames  # b 3 H W uint8
                             assert background.shape[0] == count
-                    for w, writer in zip(ws, writers):
+                    for w, w_inset, writer in zip(ws, inset_ws, writers):
                         with self.progress.timed("synthesize", count):
-                            images = generator.synthesize(w, noise="const", dtype=dtype).float()
-                            images = ((images.clamp(-1, 1) + 1) / 2).cpu()
+                            images = self._synthesize(w, dtype)
+                            if w_inset is not None:
+                                m = inset_mask.to(images.dtype)  # type: ignore[union-attr]
+                                images = m * self._synthesize(w_inset, dtype) + (1 - m) * images
                         if backgrounds is not None:
                             with self.progress.timed("paste", count):
                                 images = self._paste(canvas, background, images, frames)  # type: ignore[arg-type]
@@ -388,6 +400,19 @@ class Pipeline:
             OutputVideo(r.path, r.frames, r.fps, r.duration, r.width, r.height, r.audio, spec.prompt)
             for r, spec in zip(results, outputs)
         ]
+
+    def _synthesize(self, w: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
+        """G(W+) as frames in [0, 1] on the CPU."""
+        images = self.model.generator.synthesize(w, noise="const", dtype=dtype).float()
+        return ((images.clamp(-1, 1) + 1) / 2).cpu()
+
+    def pixel_mask(self, mask: torch.Tensor) -> torch.Tensor:
+        """A mask on the dynamics grid as the generator's H×W pixel weights (bilinear, so its edges
+        fall off over a cell)."""
+        g = self.model.generator
+        grid = self.model.check_blend_mask(mask).float()[None, None]
+        return torch.nn.functional.interpolate(grid, size=(g.resolution, g.width), mode="bilinear",
+                                               align_corners=False)[0, 0].clamp(0, 1)
 
     def pastes(self, canvas: Source | None) -> bool:
         """Whether outputs on ``canvas``'s frames are pasted back into them (always, unless

@@ -18,6 +18,7 @@ output is that frame's inversion (exactly: there ``M̃`` is taken as ``M`` from 
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import torch
 
@@ -28,12 +29,14 @@ from ..options import ANCHOR_MODES  # noqa: F401  (re-exported: the user-facing 
 @dataclasses.dataclass
 class Anchor:
     """The anchor frames of a video: their times (seconds, increasing, on the output clock), their
-    inversions ``w_inv`` and the model's W+ there under the unedited ``style`` (both K × n × D)."""
+    inversions ``w_inv`` and the model's W+ there under the unedited ``style`` (both K × n × D), and
+    the :class:`~vsode.model.VideoCode` that W+ was decoded from (``code``), if known."""
 
     seconds: torch.Tensor  # K float64
     wplus: torch.Tensor  # K n D
     model: torch.Tensor  # K n D
     style: torch.Tensor  # 1 × clip_dim: the style the model's W+ were decoded with
+    code: Any = None
 
     def __post_init__(self) -> None:
         k = self.seconds.numel()

@@ -334,9 +334,9 @@ class VidStyleODE(nn.Module):
         counted from its own first frame, and takes its motion inside the h×w mask); tokens are
         made once per batch and shared by the styles; the modulation network and mapper run per
         batch and style. ``anchor`` (an :class:`Anchor` of this video, made by :meth:`anchor`)
-        turns each W+ into ``w̃(t) + W(t) − M̃(t)``; at an anchor frame, without a blend, ``M̃`` is
-        the anchor style's W+ from the same batch, so the unedited output there is the frame's
-        inversion exactly. ``progress`` times the ``solve``, ``tokens`` and ``modulation+mapper``
+        turns each W+ into ``w̃(t) + W(t) − M̃(t)``; at an anchor frame of ``code``'s own anchor,
+        without a blend, ``M̃`` is the anchor style's W+ from the same batch, so the unedited
+        output there is the frame's inversion exactly. ``progress`` times the ``solve``, ``tokens`` and ``modulation+mapper``
         stages.
         """
         if batch_size < 1:
@@ -365,7 +365,8 @@ class VidStyleODE(nn.Module):
                 out.append(w)
             if anchor is not None:
                 with progress.timed("anchor", count):
-                    out = self._anchored(out, styles, anchor, seconds[frames], tokens, content, blend is None)
+                    own = blend is None and anchor.code is code  # the anchored video itself
+                    out = self._anchored(out, styles, anchor, seconds[frames], tokens, content, own)
             yield frames, out
 
     def _anchored(self, out: list[torch.Tensor], styles: Sequence[torch.Tensor], anchor: Anchor,
@@ -390,7 +391,7 @@ class VidStyleODE(nn.Module):
             raise InputError(f"{wplus.shape[0]} inversions for {seconds.numel()} anchor times")
         model = torch.cat([w for _, (w,) in self.decode_many(code, seconds, [style], batch_size=batch_size)])
         device = model.device
-        return Anchor(seconds, wplus.to(device, model.dtype), model, style)
+        return Anchor(seconds, wplus.to(device, model.dtype), model, style, code)
 
     @torch.no_grad()
     def solve(
