@@ -7,7 +7,6 @@ import random
 import torch
 
 from .errors import InputError
-from .options import PRECISIONS  # fp32 = the reference; auto = bf16 on CUDA, fp32 elsewhere
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 
@@ -38,7 +37,7 @@ def resolve_device(spec: str | torch.device = "auto") -> torch.device:
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:
-    """Whether ``precision`` (one of :data:`PRECISIONS`) runs the bf16 fast path on ``device``:
+    """Whether ``precision`` (one of :data:`vsode.options.PRECISIONS`) runs the bf16 fast path on ``device``:
     ``bf16`` always, ``auto`` on CUDA only, ``fp32`` never."""
     return precision == "bf16" or (precision == "auto" and device.type == "cuda")
 

@@ -42,7 +42,7 @@ from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
-from .video import VideoInfo, VideoWriter, probe, read_frames
+from .video import VideoInfo, VideoWriter, probe
 
 LATENTS_FORMAT = "vsode/latents@1"
 # Bumped when the frames handed to the encoder change for the same input (crop policy, resize).
@@ -264,22 +264,6 @@ def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels,
 
 def _latents_cache_path(cache_dir: Path | None, key: str) -> Path:
     return Cache.open(cache_dir).root / "latents" / f"{key}.pt"
-
-
-def encoder_batches(
-    path: str | os.PathLike,
-    info: VideoInfo,
-    *,
-    size: int,
-    batch_size: int,
-    progress: Progress | None = None,
-    track: Any = None,
-) -> Iterator[tuple[torch.Tensor, list[Fraction]]]:
-    """Stream a video as encoder inputs: (B×3×size×size in [-1, 1], timestamps) per batch;
-    the aligned crops of ``track`` (a :class:`vsode.align.Track`), else the centre square."""
-    for batch, (crops,) in face_batches(path, info, track, sizes=[_crop_size(track, size)],
-                                        batch_size=batch_size, progress=progress):
-        yield preprocess(crops, size), list(batch.timestamps)
 
 
 def _crop_size(track: Track | None, size: int) -> int | None:

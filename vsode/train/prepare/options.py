@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import InputError
-from ...device import PRECISIONS
+from ...options import PRECISIONS
 
 PREPARED_FORMAT = "vsode/train-data@1"
 # What prepare reads besides video files: a folder of frames with exact times, written by the demo

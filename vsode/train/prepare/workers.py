@@ -131,7 +131,7 @@ def _produce(source: _Source, root: Path, size: int, input_size: int, batch_size
 
 def _produce_video(source: _Source, root: Path, size: int, input_size: int, batch_size: int,
                    out: queue.Queue, halt: threading.Event, align: tuple[str, int, str] = ("off", 0, "cpu")) -> None:
-    from ...video import probe, read_frames
+    from ...video import probe
 
     identity = {"file": source.name, "bytes": source.path.stat().st_size, "sha256": sha256_file(source.path)}
     record = _done_matches(root / "done" / f"{source.id}.json", identity)
