@@ -63,7 +63,9 @@ class Anchor:
         weight = torch.where(s[left] == t, torch.zeros_like(weight), weight)
         weight = torch.where(s[right] == t, torch.ones_like(weight), weight)
         hit = (s[left] == asked) | (s[right] == asked)
-        a = weight.to(self.wplus.dtype)[:, None, None]
+        device = self.wplus.device  # the codes may live on a GPU, the times stay on the CPU
+        a = weight.to(device, self.wplus.dtype)[:, None, None]
+        left, right = left.to(device), right.to(device)
 
         def lerp(codes: torch.Tensor) -> torch.Tensor:
             return (1 - a) * codes[left] + a * codes[right]
