@@ -259,6 +259,7 @@ class Pipeline:
             seconds = [float(t) for t in source.times]
             with self.progress.timed("dynamics"):
                 return self.model.encode_video(iter(batches), seconds, content_code=content, features=True)
+
     # --- style and rendering ---------------------------------------------------------------------
 
     def base_style(self, content_code: torch.Tensor) -> torch.Tensor:
