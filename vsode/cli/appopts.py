@@ -36,7 +36,7 @@ ContentOpt = Annotated[
 CrfOpt = Annotated[int, typer.Option("--crf", help="x264 quality: 0 lossless, 18 visually lossless, 51 worst.")]
 CropOnlyOpt = Annotated[
     bool,
-    typer.Option("--crop-only", help="Write the generated (aligned) face crop instead of pasting it back into the full frames. Re-timed outputs and unaligned inputs are always the crop."),
+    typer.Option("--crop-only", help="Write the generated face crop instead of putting it back into the full frames (an aligned face through its inverse warp, any other into its centre square). Re-timed outputs are always the crop."),
 ]
 PromptsOpt = Annotated[
     list[str],

@@ -65,8 +65,11 @@ def blend_motion(
 ) -> None:
     """Blend the motion of two videos: B's inside the region of the face, A's elsewhere.
 
-    z_d = M·z_d(B) + (1 − M)·z_d(A) on every cell of the dynamics grid (8x8 for faces: eyes =
-    rows 2-3, columns 1-6; mouth = rows 5-6, columns 2-5, counted from 0 at the top left) at
+    The region is a set of cells of the dynamics grid (8x8 for faces: eyes = rows 2-3, columns
+    1-6; mouth = rows 5-6, columns 2-5, counted from 0 at the top left). Anchored (the default),
+    both videos are inverted: outside the region the output is A on its own inversions, inside it
+    B's inversions with A's content put in by the model, laid over A with the region's mask.
+    --anchor none blends the motion state instead, z_d = M·z_d(B) + (1 − M)·z_d(A) per cell, at
     every frame time. The appearance, frame times, rate and audio are A's, and the result is
     pasted back into A's frames (--crop-only writes the crop).
     """
