@@ -336,8 +336,8 @@ class VidStyleODE(nn.Module):
         batch and style. ``anchor`` (an :class:`Anchor` of this video, made by :meth:`anchor`)
         turns each W+ into ``w̃(t) + W(t) − M̃(t)``; at an anchor frame of ``code``'s own anchor,
         without a blend, ``M̃`` is the anchor style's W+ from the same batch, so the unedited
-        output there is the frame's inversion exactly. ``progress`` times the ``solve``, ``tokens`` and ``modulation+mapper``
-        stages.
+        output there is the frame's inversion exactly. ``progress`` times the ``solve``,
+        ``tokens``, ``modulation+mapper`` and ``anchor`` stages.
         """
         if batch_size < 1:
             raise InputError(f"batch size {batch_size} must be at least 1")
@@ -377,7 +377,8 @@ class VidStyleODE(nn.Module):
         w_inv, m_anchor, hit = (x.to(device) for x in anchor.at(seconds))
         if own_motion and bool(hit.any()):  # the anchored video itself: M̃ at its frames is M, here
             same = [k for k, style in enumerate(styles) if style is anchor.style]
-            m_here = out[same[0]] if same else self.decode_w(tokens, content, anchor.style.reshape(1, -1).to(device))
+            m_here = out[same[0]] if same else \
+                self.decode_w(tokens, content, anchor.style.reshape(1, -1).to(device))
             m_anchor = torch.where(hit[:, None, None], m_here, m_anchor)
         return [w_inv + (w - m_anchor) for w in out]
 
