@@ -267,3 +267,26 @@ def test_anchored_decode_is_the_inversions_at_their_frames_and_adds_the_model_be
     edited = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [edited_style], anchor=anchor)])
     change = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [edited_style])]) - model_w
     torch.testing.assert_close(edited, latents + change, rtol=1e-5, atol=1e-5)
+
+
+def test_an_anchor_decodes_the_model_only_where_a_render_reads_it(tiny):
+    """An edit renders only anchor frames (the model's W+ there come from the render's own batch), so
+    its anchor decodes none; a time between frames reads its two neighbours, one past the end the last."""
+    from vsode.model.anchor import rows_read
+
+    s = torch.tensor([0.0, 1.0, 2.0], dtype=torch.float64)
+    assert rows_read(s, s).tolist() == []
+    assert rows_read(s, torch.tensor([0.5, 2.0, 3.0], dtype=torch.float64)).tolist() == [0, 1, 2]
+    assert rows_read(s, torch.tensor([1.0, 2.5], dtype=torch.float64)).tolist() == [2]
+    frames, latents, times = _video()
+    code = tiny.encode_video(frames, times, latents=latents)
+    style = tiny.style_code(code.content_code[None])
+    edit = tiny.anchor(code, latents, times, style, at=times)
+    assert not edit.model.any()
+    full = tiny.anchor(code, latents, times, style)
+    query = torch.tensor([0.05, 0.2, 0.55], dtype=torch.float64)
+    lazy = tiny.anchor(code, latents, times, style, at=query)
+    for anchor in (full, lazy):  # the same output from the rows it decoded
+        out = torch.cat([w for _, (w,) in tiny.decode_many(code, query, [style], anchor=anchor)])
+        reference = torch.cat([w for _, (w,) in tiny.decode_many(code, query, [style], anchor=full)])
+        torch.testing.assert_close(out, reference)

@@ -238,7 +238,7 @@ def edit(
     _note_crops(pipe, source)
     styles = pipe.styles(code.content_code, options)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, options.prompts)]
-    written = pipe.render(code, times, specs, anchor=pipe.source_anchor(code, source),
+    written = pipe.render(code, times, specs, anchor=pipe.source_anchor(code, source, at=times),
                           audio=pipe.audio(source, times), canvas=source)
     return _result("edit", pipe, source, written, options, canvas=source)
 
@@ -282,7 +282,7 @@ def animate(
     prompts: Sequence[str | None] = options.prompts or (None,)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, prompts)]
     # anchored on the portrait's own code at the driver's first frame: its motion is added to it
-    anchor = pipe.anchor(code, content[None], [float(times.start)])
+    anchor = pipe.anchor(code, content[None], [float(times.start)], at=times)
     written = pipe.render(code, times, specs, anchor=anchor, audio=pipe.audio(drive, times), canvas=drive)
     return _result("animate", pipe, source, written, options, drive, canvas=drive)
 
@@ -360,7 +360,7 @@ def _retime(command: str, source: Source, times: FrameTimes, tag: str, output: P
     code = pipe.encode(source)
     _note_crops(pipe, source)
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
-                          anchor=pipe.source_anchor(code, source), audio=pipe.audio(source, times))
+                          anchor=pipe.source_anchor(code, source, at=times), audio=pipe.audio(source, times))
     return _result(command, pipe, source, written, options)
 
 
@@ -412,7 +412,7 @@ def blend_motion(
         own = pipe.encode(motion)  # B's content and its inversions too
         inside = dataclasses.replace(own, content_code=code.content_code)
         _note_crops(pipe, source, motion)
-        written = pipe.render(code, times, spec, anchor=pipe.source_anchor(code, source),
+        written = pipe.render(code, times, spec, anchor=pipe.source_anchor(code, source, at=times),
                               inset=(inside, pipe.source_anchor(own, motion), pipe.pixel_mask(mask)),
                               audio=pipe.audio(source, times), canvas=source)
     else:  # the paper's way: B's motion state inside the region of the dynamics grid

@@ -70,7 +70,8 @@ from .checkpoints.convert import (
     to_official,
 )
 from .errors import InputError, VsodeError
-from .model import BACKBONE_KINDS, FORMAT, ModelConfig, VidStyleODE, preset_config, save_model
+from .model import BACKBONE_KINDS, FORMAT, ModelConfig, VidStyleODE, save_model
+from .model.presets import as_config
 from .progress import Progress, ensure
 
 
@@ -90,14 +91,6 @@ class OfficialCheckpoint:
     lightning_version: str | None
     replaced: tuple[str, ...]
     ignored: dict[str, int]
-
-
-def _config(preset: str | ModelConfig) -> ModelConfig:
-    if isinstance(preset, ModelConfig):
-        return preset
-    if isinstance(preset, str):
-        return preset_config(preset)
-    raise InputError(f"preset is a name or a ModelConfig, not {type(preset).__name__}")
 
 
 def _uninitialised_model(config: ModelConfig) -> VidStyleODE:
@@ -152,7 +145,7 @@ def read_official_checkpoint(
         raise InputError(f"a checkpoint is a path or a dict, not {type(source).__name__}")
     state, top = _state_dict_of(data, label)
 
-    config = _config(preset)
+    config = as_config(preset)
     dtype = official_state_dtype(state)
     if dtype is not None and dtype != config.dynamics.dtype:
         config = config.override({"dynamics.dtype": dtype})  # the file decides (float64 as released)

@@ -126,7 +126,7 @@ class Pipeline:
         self.model = model
         self.options = options
         self.device = device
-        self.progress = ensure(progress).scoped()
+        self.progress = ensure(progress)  # the call's own view (Progress.scoped), made by load
         if device.type == "cuda":
             self.progress.synchronize = torch.cuda.synchronize
         self.bf16 = use_bf16(options.precision, device)
@@ -149,9 +149,7 @@ class Pipeline:
                 fix = ("invert the input with `vsode invert --encoder NAME` and pass --latents"
                        if kind == "encoder" else f"it must name its {kind}; retrain or re-save it")
                 raise InputError(f"model {options.model} names no {kind}; {fix}") from None
-        pipe = cls(model, options, device, progress)
-        pipe.progress._record("load model", scope.timings["load model"], 0)
-        return pipe
+        return cls(model, options, device, scope)
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -284,21 +282,24 @@ class Pipeline:
                 for p in options.prompts
             ]
 
-    def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float]) -> Anchor | None:
+    def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float], *,
+               at: FrameTimes | None = None) -> Anchor | None:
         """The :class:`~vsode.model.Anchor` of ``code`` on the inversions ``wplus`` at ``seconds``
-        (its frames' times), or None with ``anchor="none"`` (the paper's reconstruction)."""
+        (its frames' times), or None with ``anchor="none"`` (the paper's reconstruction). ``at``:
+        the output times when ``code`` itself is rendered with it (see ``VidStyleODE.anchor``)."""
         if self.options.anchor == "none":
             return None
         with self.progress.stage("anchor", frames=len(seconds)):
             return self.model.anchor(code, wplus.to(self.device, torch.float32), seconds,
-                                     self.base_style(code.content_code), batch_size=self.options.batch_size)
+                                     self.base_style(code.content_code),
+                                     at=None if at is None else at.seconds(), batch_size=self.options.batch_size)
 
-    def source_anchor(self, code: VideoCode, source: Source) -> Anchor | None:
-        """The anchor of a source's own code on its own per-frame W+."""
+    def source_anchor(self, code: VideoCode, source: Source, *, at: FrameTimes | None = None) -> Anchor | None:
+        """The anchor of a source's own code on its own per-frame W+ (``at`` as :meth:`anchor`'s)."""
         latents = source.known_latents
         if latents is None:
             raise VsodeError(f"{source.path} has no per-frame W+ to anchor on")
-        return self.anchor(code, latents.wplus, [float(t) for t in source.times])
+        return self.anchor(code, latents.wplus, [float(t) for t in source.times], at=at)
 
     def audio(self, source: Source, times: FrameTimes) -> AudioSpec | None:
         """The source's audio lined up with the output's first frame (none past its end)."""

@@ -30,7 +30,8 @@ from ..options import ANCHOR_MODES  # noqa: F401  (re-exported: the user-facing 
 class Anchor:
     """The anchor frames of a video: their times (seconds, increasing, on the output clock), their
     inversions ``w_inv`` and the model's W+ there under the unedited ``style`` (both K × n × D), and
-    the :class:`~vsode.model.VideoCode` that W+ was decoded from (``code``), if known."""
+    the :class:`~vsode.model.VideoCode` that W+ was decoded from (``code``), if known. ``model``
+    may hold only the rows a render reads (:func:`rows_read`), the others zero."""
 
     seconds: torch.Tensor  # K float64
     wplus: torch.Tensor  # K n D
@@ -49,20 +50,7 @@ class Anchor:
     def at(self, seconds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(w̃(t), M̃(t), hit)`` at times ``t`` (b, float64 seconds): b × n × D each, and whether
         each ``t`` is an anchor frame's own time."""
-        s = self.seconds.to(torch.float64)
-        asked = seconds.to(torch.float64).reshape(-1)
-        t = asked.clamp(s[0], s[-1])  # held past the ends
-        right = torch.searchsorted(s, t, right=True).clamp(1, max(1, s.numel() - 1))
-        left = right - 1
-        if s.numel() == 1:
-            weight = torch.zeros_like(t)
-            right = left
-        else:
-            weight = (t - s[left]) / (s[right] - s[left])
-        # exactly an anchor frame: weight 0 or 1, so the lerps below give its codes bit for bit
-        weight = torch.where(s[left] == t, torch.zeros_like(weight), weight)
-        weight = torch.where(s[right] == t, torch.ones_like(weight), weight)
-        hit = (s[left] == asked) | (s[right] == asked)
+        left, right, weight, hit = neighbours(self.seconds, seconds)
         device = self.wplus.device  # the codes may live on a GPU, the times stay on the CPU
         a = weight.to(device, self.wplus.dtype)[:, None, None]
         left, right = left.to(device), right.to(device)
@@ -71,3 +59,34 @@ class Anchor:
             return (1 - a) * codes[left] + a * codes[right]
 
         return lerp(self.wplus), lerp(self.model), hit
+
+
+def neighbours(anchors: torch.Tensor, seconds: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For each time ``t``, the anchor frames around it and its weight: ``(left, right, a, hit)``
+    with ``w̃(t) = (1 − a)·w[left] + a·w[right]``, held past the ends. At an anchor frame's own time
+    ``a`` is 0 or 1, so the lerp gives its codes bit for bit, and ``hit`` is set."""
+    s = anchors.to(torch.float64)
+    asked = seconds.to(torch.float64).reshape(-1)
+    t = asked.clamp(s[0], s[-1])  # held past the ends
+    right = torch.searchsorted(s, t, right=True).clamp(1, max(1, s.numel() - 1))
+    left = right - 1
+    if s.numel() == 1:
+        weight = torch.zeros_like(t)
+        right = left
+    else:
+        weight = (t - s[left]) / (s[right] - s[left])
+    weight = torch.where(s[left] == t, torch.zeros_like(weight), weight)
+    weight = torch.where(s[right] == t, torch.ones_like(weight), weight)
+    hit = (s[left] == asked) | (s[right] == asked)
+    return left, right, weight, hit
+
+
+def rows_read(anchors: torch.Tensor, seconds: torch.Tensor) -> torch.Tensor:
+    """The anchor frames whose model W+ a render of the anchored video itself at ``seconds`` reads:
+    the neighbours of the times that are not anchor frames (at an anchor frame the model's W+
+    comes from the render's own batch)."""
+    left, right, weight, hit = neighbours(anchors, seconds)
+    keep = ~hit
+    used = torch.cat([left[keep & (weight < 1)], right[keep & (weight > 0)]])
+    return torch.unique(used)

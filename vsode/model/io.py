@@ -16,18 +16,10 @@ import torch
 
 from ..errors import ChecksumError, InputError
 from .config import BACKBONE_KINDS, FORMAT, ModelConfig
-from .presets import preset_config
+from .presets import as_config
 from .module import VidStyleODE
 
 # --- building, saving, loading -------------------------------------------------------------------
-
-
-def _as_config(preset: str | ModelConfig) -> ModelConfig:
-    if isinstance(preset, ModelConfig):
-        return preset
-    if isinstance(preset, str):
-        return preset_config(preset)
-    raise InputError(f"a model preset is a name or a ModelConfig, not {type(preset).__name__}")
 
 
 def build_model(preset: str | ModelConfig = "ffhq", *, seed: int | None = None) -> VidStyleODE:
@@ -35,7 +27,7 @@ def build_model(preset: str | ModelConfig = "ffhq", *, seed: int | None = None) 
 
     ``seed`` makes the initialisation reproducible without touching the global RNG.
     """
-    config = _as_config(preset)
+    config = as_config(preset)
     if seed is None:
         return VidStyleODE(config)
     with torch.random.fork_rng(devices=[]):

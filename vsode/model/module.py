@@ -30,7 +30,7 @@ from ..dynamics import Dynamics
 from ..errors import InputError
 from ..modulation import Mapper, Modulation
 from ..progress import Progress, Stage, ensure
-from .anchor import Anchor
+from .anchor import Anchor, rows_read
 from .config import BACKBONE_KINDS, CONTENT_MODES, ModelConfig
 
 # --- the model -------------------------------------------------------------------------------------
@@ -384,14 +384,24 @@ class VidStyleODE(nn.Module):
 
     @torch.no_grad()
     def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float] | torch.Tensor,
-               style: torch.Tensor, *, batch_size: int = 16) -> Anchor:
+               style: torch.Tensor, *, at: Sequence[float] | torch.Tensor | None = None,
+               batch_size: int = 16) -> Anchor:
         """The :class:`Anchor` of a video: its inversions ``wplus`` (K × n × D) at its frame times
-        ``seconds`` and the model's own W+ there under ``style`` (the unedited style token)."""
+        ``seconds`` and the model's own W+ there under ``style`` (the unedited style token).
+
+        ``at``: the times a render of this video itself (no blend) will ask for; the model's W+
+        are then decoded only at the anchor frames that render reads (none for an edit, whose
+        times are all anchor frames). Without ``at``, at every anchor frame."""
         seconds = torch.as_tensor(seconds, dtype=torch.float64).reshape(-1)
         if wplus.shape[0] != seconds.numel():
             raise InputError(f"{wplus.shape[0]} inversions for {seconds.numel()} anchor times")
-        model = torch.cat([w for _, (w,) in self.decode_many(code, seconds, [style], batch_size=batch_size)])
-        device = model.device
+        device = code.z_d0.device
+        rows = torch.arange(seconds.numel()) if at is None else \
+            rows_read(seconds, torch.as_tensor(at, dtype=torch.float64))
+        model = torch.zeros(wplus.shape, dtype=torch.float32, device=device)
+        if rows.numel():
+            model[rows.to(device)] = torch.cat(
+                [w for _, (w,) in self.decode_many(code, seconds[rows], [style], batch_size=batch_size)])
         return Anchor(seconds, wplus.to(device, model.dtype), model, style, code)
 
     @torch.no_grad()

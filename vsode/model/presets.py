@@ -85,3 +85,12 @@ def preset_config(name: str) -> ModelConfig:
     if name not in PRESETS:
         raise InputError(f"unknown model preset {name!r}; choose one of {', '.join(PRESETS)}")
     return PRESETS[name]()
+
+
+def as_config(preset: str | ModelConfig) -> ModelConfig:
+    """A :class:`ModelConfig` given as itself or by preset name."""
+    if isinstance(preset, ModelConfig):
+        return preset
+    if isinstance(preset, str):
+        return preset_config(preset)
+    raise InputError(f"a model preset is a name or a ModelConfig, not {type(preset).__name__}")
