@@ -77,6 +77,8 @@ class AppResult:
         paste_back: whether the generated crops were pasted back into the full frames.
         anchor: what the W+ were anchored on (``inversion``: the inputs' own per-frame W+, see
             :mod:`vsode.model.anchor`; ``none``: the paper's reconstruction alone).
+        tuning: with ``--tune`` (or tuned ``--latents``): the steps, frames, reconstruction PSNR of
+            the tuned frames before and after (dB) and seconds per step; None otherwise.
     """
 
     command: str
@@ -91,6 +93,7 @@ class AppResult:
     options: dict[str, Any] = field(default_factory=dict)
     paste_back: bool = False
     anchor: str = "none"
+    tuning: dict[str, Any] | None = None
 
     @property
     def output(self) -> OutputVideo:
@@ -108,6 +111,7 @@ class AppResult:
             "aligned": dict(self.aligned),
             "paste_back": self.paste_back,
             "anchor": self.anchor,
+            "tuning": self.tuning,
             "nfe": self.nfe,
             "timings": self.timings,
             "options": self.options,
@@ -194,6 +198,7 @@ def _result(command: str, pipe: Pipeline, source: Source, outputs: list[OutputVi
         options=as_dict(options),
         paste_back=pipe.pastes(canvas),
         anchor=options.anchor,
+        tuning=pipe.tuning,
     )
 
 

@@ -42,6 +42,8 @@ from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
+from .tune import DEFAULT_LR as DEFAULT_TUNE_LR, TuneSettings, apply_tuned, fingerprint, pivot_indices, \
+    tune_generator, tuned_checkpoint
 from .video import VideoInfo, VideoWriter, probe
 
 LATENTS_FORMAT = "vsode/latents@1"
@@ -68,6 +70,10 @@ class InvertOptions:
         face_index: which face to follow when there are several (0 = the largest).
         sigma_center, sigma_scale: temporal smoothing of the alignment track (frames).
         track: a saved alignment track (``vsode align --save-track``) to use instead of detecting.
+        tune: pivotal-tuning steps after the inversion (0 = none): a copy of the generator is
+            fine-tuned around the frames' codes (:mod:`vsode.tune`) and stored with the latents.
+        tune_lr: its Adam learning rate.
+        seed: seeds tuning's sampling of frames and codes.
     """
 
     encoder: str = DEFAULT_ENCODER
@@ -84,6 +90,9 @@ class InvertOptions:
     sigma_center: float = 1.0
     sigma_scale: float = 3.0
     track: Path | None = None
+    tune: int = 0
+    tune_lr: float = DEFAULT_TUNE_LR
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_MODES:
@@ -100,6 +109,11 @@ class InvertOptions:
             raise InputError(f"--refine-lr {self.refine_lr} must be positive")
         if self.precision not in PRECISIONS:
             raise InputError(f"--precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        self.tune_settings()  # --tune's own checks
+
+    def tune_settings(self) -> TuneSettings:
+        """The pivotal tuning these options ask for (``steps`` 0: none)."""
+        return TuneSettings(steps=self.tune, lr=self.tune_lr, batch_size=self.batch_size, seed=self.seed)
 
 
 @dataclass
@@ -116,6 +130,10 @@ class Latents:
     generator: dict[str, Any]
     refine: dict[str, Any] = field(default_factory=lambda: {"steps": 0, "lr": 0.0})
     track: Track | None = None  # the face's alignment; None: the centre square ``crop``
+    # Pivotal tuning: the record stored in the file (settings, PSNRs, ``file`` and ``sha256`` of
+    # the tuned weights beside it), or None; ``tuned`` holds those weights' checkpoint once read.
+    tuning: dict[str, Any] | None = None
+    tuned: dict[str, Any] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.track, dict):  # the serialised form, from a file or a worker process
@@ -149,6 +167,7 @@ class Latents:
             "generator": dict(self.generator),
             "refine": dict(self.refine),
             "alignment": self.alignment,
+            "tuning": None if self.tuning is None else dict(self.tuning),
         }
 
     @classmethod
@@ -171,13 +190,33 @@ class Latents:
                 generator=dict(ckpt["generator"]),
                 refine=dict(ckpt.get("refine") or {"steps": 0, "lr": 0.0}),
                 track=None if ckpt.get("alignment") is None else Track.from_dict(ckpt["alignment"], origin=origin),
+                tuning=None if ckpt.get("tuning") is None else dict(ckpt["tuning"]),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
             raise InputError(f"{origin} is a damaged latents file ({err}); invert the video again") from err
 
     def save(self, path: str | os.PathLike, *, force: bool = False) -> Path:
-        """Write the latents file atomically; refuses to overwrite without ``force``."""
+        """Write the latents file atomically; refuses to overwrite without ``force``. Tuned
+        weights are written first, beside it (``<stem>.tuned.pt``), and the file names them
+        with their SHA-256."""
+        path = Path(path)
+        if self.tuning is not None:
+            if self.tuned is None:
+                raise InputError(f"latents of {self.source.get('path')} were tuned but their tuned weights "
+                                 "were not read; invert again with --tune")
+            beside = tuned_path(path)
+            check_output_path(path, force=force)
+            save_torch(self.tuned, beside, force=True)  # owned by the latents file written next
+            self.tuning = {**self.tuning, "file": beside.name, "sha256": sha256_file(beside)}
         return save_torch(self.to_checkpoint(), path, force=force)
+
+    def tuned_generator(self, generator: Generator) -> Generator:
+        """``generator`` with these latents' tuned weights (exit 2 if they were tuned from
+        another generator, naming both hashes), or ``generator`` itself when not tuned."""
+        if self.tuning is None:
+            return generator
+        assert self.tuned is not None
+        return apply_tuned(generator, self.tuned, origin=f"the tuned weights of {self.source.get('path')}")
 
     def summary(self) -> dict[str, Any]:
         """JSON-safe description (no tensors) for ``--json`` results."""
@@ -194,9 +233,26 @@ class Latents:
         return d
 
 
+def tuned_path(latents_path: str | os.PathLike) -> Path:
+    """Where a latents file's tuned weights go: ``clip.latents.pt`` → ``clip.latents.tuned.pt``."""
+    path = Path(latents_path)
+    return path.with_name(path.name[: -len(path.suffix)] + ".tuned" + path.suffix if path.suffix else path.name + ".tuned")
+
+
 def load_latents(path: str | os.PathLike) -> Latents:
-    """Read a latents file written by :meth:`Latents.save` (``weights_only`` loading)."""
-    return Latents.from_checkpoint(safe_load(path), origin=str(path))
+    """Read a latents file written by :meth:`Latents.save` (``weights_only`` loading), with its
+    tuned weights when it was tuned (checked against the SHA-256 it records)."""
+    latents = Latents.from_checkpoint(safe_load(path), origin=str(path))
+    if latents.tuning is not None:
+        beside = Path(path).parent / str(latents.tuning.get("file", ""))
+        if not beside.is_file():
+            raise InputError(f"latents file {path} was tuned but its tuned weights {beside} are not there; "
+                             "keep them beside it or invert again with --tune")
+        if sha256_file(beside) != latents.tuning.get("sha256"):
+            raise InputError(f"tuned weights {beside} do not match the SHA-256 latents file {path} records; "
+                             "invert again with --tune")
+        latents.tuned = safe_load(beside)
+    return latents
 
 
 # --- models ------------------------------------------------------------------------------------
@@ -257,7 +313,8 @@ def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels,
         "encoder": models.encoder_ref["sha256"] or models.encoder_ref["name"],  # a model's ref may lack a digest
         "precision": "bf16" if options.precision == "bf16" else "fp32",
         "refine": [options.refine, options.refine_lr] if options.refine else 0,
-        "generator": models.generator_ref["sha256"] if options.refine else None,
+        "generator": models.generator_ref["sha256"] if options.refine or options.tune else None,
+        "tune": options.tune_settings().key() if options.tune else 0,
     }
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
@@ -387,6 +444,14 @@ def invert_video(
             return cached
 
     fast = use_bf16(options.precision, device)
+    if options.tune:
+        from .tune import check_generator
+
+        check_generator(models.generator, models.generator_ref.get("name") or "the generator")
+    # pivotal tuning's targets: a fixed pool of frames spread over the video, kept as they are encoded
+    wanted = set(pivot_indices(info.frame_count, options.tune_settings().pool)) if options.tune else set()
+    targets: list[torch.Tensor] = []
+    seen = 0
     codes: list[torch.Tensor] = []
     times: list[Fraction] = []
     size = models.encoder.input_size
@@ -402,6 +467,10 @@ def invert_video(
             if options.refine:
                 w = refine_latents(w, images, models, steps=options.refine, lr=options.refine_lr)
             codes.append(w.float().cpu())
+            keep = [i for i in range(len(stamps)) if seen + i in wanted]
+            if keep:
+                targets.append(images[keep].float().cpu())
+            seen += len(stamps)
             times.extend(stamps)
             stage.advance(len(stamps))
     if not codes:
@@ -418,10 +487,27 @@ def invert_video(
         refine={"steps": options.refine, "lr": options.refine_lr if options.refine else 0.0},
         track=track,
     )
+    if options.tune:
+        _tune(latents, torch.cat(targets), sorted(i for i in wanted if i < seen), options, models, progress)
     if options.use_cache:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         latents.save(cache_file, force=True)
     return latents
+
+
+def _tune(latents: Latents, targets: torch.Tensor, index: list[int], options: InvertOptions,
+          models: InversionModels, progress: Progress) -> None:
+    """Tune a copy of the generator on ``targets`` (the frames ``index``) around their codes and
+    attach the tuned weights and the report to ``latents``."""
+    backbone = getattr(models.encoder, "encoder", None)
+    features = getattr(backbone, "features", None)
+    tuned, report = tune_generator(models.generator, latents.wplus[index], targets, options.tune_settings(),
+                                   features=features, progress=progress)
+    base = {**models.generator_ref, "weights_sha256": fingerprint(models.generator)}
+    latents.tuned = tuned_checkpoint(tuned, base, report)
+    latents.tuning = {**report, "base": base}
+    progress.log(f"tuned the generator: {report['psnr_before_db']:.2f} -> {report['psnr_after_db']:.2f} dB "
+                 f"on {report['frames']} frames, {report['seconds_per_step']:.3f} s/step")
 
 
 def render_preview(

@@ -381,6 +381,11 @@ class RenderOptions:
         anchor: ``inversion`` (default): keep the per-frame detail of the inputs' inversions,
             rendering ``w_inv(t) + M_out(t) − M(t)`` (:mod:`vsode.model.anchor`); ``none``: the
             paper's reconstruction ``z_C + 0.01·Δ(t)`` alone.
+        tune: pivotal-tuning steps on the content input's inversion (0 = none, the default): a copy
+            of the generator is fine-tuned around the frames' own codes (:mod:`vsode.tune`), so
+            outputs keep detail the encoder's codes lose. Inputs given as ``--latents`` carry the
+            tuning they were inverted with.
+        seed: seeds the tuning's sampling of frames and codes.
     """
 
     model: str = DEFAULT_MODEL
@@ -398,6 +403,8 @@ class RenderOptions:
     crop_only: bool = False
     max_frames: int = MAX_FRAMES
     anchor: str = "inversion"
+    tune: int = 0
+    seed: int = 0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -424,6 +431,9 @@ class RenderOptions:
                     f"--anchor {self.anchor!r} is not one of {', '.join(ANCHOR_MODES)}")
         _problem_if(not _whole(self.max_frames, 1), problems,
                     f"--max-frames {self.max_frames} must be a whole number of frames >= 1")
+        _problem_if(not _whole(self.tune, 0), problems,
+                    f"--tune {self.tune} must be a whole number of steps, 0 (no tuning) or more")
+        _problem_if(not _whole(self.seed, 0), problems, f"--seed {self.seed} must be a whole number >= 0")
 
     def check_frame_count(self, count: int) -> None:
         """Refuse (exit 2) an output of more than ``max_frames`` frames, before any work."""

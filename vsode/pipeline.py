@@ -55,6 +55,9 @@ from .video import VideoWriter, read_frames
 from .video.still import StillWriter
 
 _CODECS = {".webm": "libvpx-vp9"}  # libx264 elsewhere
+# The inputs whose inversion is tuned with --tune: the one the content comes from (edit,
+# interpolate, extrapolate, blend-motion's A; animate's image). Drivers and B only lend motion.
+TUNED_ROLES = ("input", "image")
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ class Pipeline:
             self.progress.synchronize = torch.cuda.synchronize
         self.bf16 = use_bf16(options.precision, device)
         self.nfe = 0
+        self.generator = model.generator  # what renders: the model's, or a copy tuned on the content input
+        self.tuning: dict[str, Any] | None = None  # the tuning report of that copy
         self._base_styles: dict[tuple, torch.Tensor] = {}
 
     @classmethod
@@ -171,8 +176,8 @@ class Pipeline:
             generator_ref={"name": gen_ref.get("name"), "sha256": gen_ref.get("sha256")},
         )
         with self.progress.stage("invert", frames=source.frame_count):
-            latents = invert_video(source.path, self._invert_options(), models=models, info=source.info,
-                                   progress=self.progress.scoped("invert "), also=also)
+            latents = invert_video(source.path, self._invert_options(tune=source.role in TUNED_ROLES), models=models,
+                                   info=source.info, progress=self.progress.scoped("invert "), also=also)
         source.set_track(latents.track, f"the inversion of {source.path}")
         source.inversion = latents
         return latents
@@ -181,12 +186,13 @@ class Pipeline:
         ref = self.model.backbone_refs.get("encoder") or {}
         return ref.get("name") or self.model.config.backbones.encoder or "encoder"
 
-    def _invert_options(self) -> InvertOptions:
+    def _invert_options(self, tune: bool = False) -> InvertOptions:
         options = self.options
         return InvertOptions(
             encoder=self._encoder_name(), batch_size=options.batch_size, device=str(self.device),
             precision="fp32", use_cache=options.use_cache, cache_dir=options.cache_dir,
-            align=options.align, face_index=options.face_index,
+            align=options.align, face_index=options.face_index, tune=options.tune if tune else 0,
+            seed=options.seed,
         )
 
     def align(self, source: Source) -> None:
@@ -212,12 +218,25 @@ class Pipeline:
                 f"{self.options.model} takes {cfg.n_latent}x{cfg.style_dim}; invert it with the model's encoder "
                 f"({cfg.backbones.encoder or 'see vsode models'})"
             )
+        if source.role in TUNED_ROLES:
+            self._use_tuning(source, latents)
         if source.latents is not None:
             want = (self.model.backbone_refs.get("encoder") or {}).get("sha256")
             if want and latents.encoder.get("sha256") not in (None, want):
                 self.progress.log(f"note: {source.path}'s latents come from encoder {latents.encoder.get('name')}, "
                                   "not the one the model was trained with")
         return content_code(wplus, self.options.content).to(self.device, torch.float32)
+
+    def _use_tuning(self, source: Source, latents: Latents) -> None:
+        """Render with the generator tuned on the content input, when its latents carry tuning."""
+        if latents.tuning is None:
+            if self.options.tune and source.latents is not None:
+                self.progress.log(f"note: --tune is not applied to --latents {source.path}; "
+                                  "tune with `vsode invert --tune N` and pass that file")
+            return
+        self.generator = latents.tuned_generator(self.model.generator).to(self.device)
+        self.tuning = {k: latents.tuning.get(k) for k in ("steps", "frames", "psnr_before_db", "psnr_after_db",
+                                                          "seconds_per_step")}
 
     # --- dynamics --------------------------------------------------------------------------------
 
@@ -405,7 +424,7 @@ class Pipeline:
 
     def _synthesize(self, w: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         """G(W+) as frames in [0, 1] on the CPU."""
-        images = self.model.generator.synthesize(w, noise="const", dtype=dtype).float()
+        images = self.generator.synthesize(w, noise="const", dtype=dtype).float()
         return ((images.clamp(-1, 1) + 1) / 2).cpu()
 
     def pixel_mask(self, mask: torch.Tensor) -> torch.Tensor:

@@ -72,3 +72,5 @@ AnchorOpt = Annotated[str, typer.Option(
     "--anchor", metavar="inversion|none",
     help="What the output's W+ are anchored on: 'inversion' keeps each input frame's own W+ and adds the model's "
          "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]
+
+TuneSeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seeds --tune's sampling of frames and codes.")]

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from .appopts import AnchorOpt, ModelOpt
-from .common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, VerboseOpt, session
+from .common import DeviceOpt, ForceOpt, JsonOpt, QuietOpt, TuneOpt, VerboseOpt, session
 
 ThreadsOpt = Annotated[
     int,
@@ -26,6 +26,7 @@ def demo(
     device: DeviceOpt = "cpu",
     threads: ThreadsOpt = 1,
     anchor: AnchorOpt = "inversion",
+    tune: TuneOpt = 0,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -52,7 +53,7 @@ def demo(
         from ..options import parse_rate
 
         options = DemoOptions(seconds=seconds, fps=parse_rate(fps), size=size, seed=seed, model=model, force=force,
-                              anchor=anchor,
+                              anchor=anchor, tune=tune,
                               device=str(resolve_device(device)), threads=threads)
         report = run_demo(out_dir, options, progress=ui.progress)
         ui.result(report, human=summary_lines(report, out_dir))

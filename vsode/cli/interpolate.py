@@ -10,6 +10,7 @@ import typer
 from ..options import InterpolateOptions, RenderOptions
 from .appopts import (
     AnchorOpt,
+    TuneSeedOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -20,6 +21,7 @@ from .appopts import (
     report,
 )
 from .common import (
+    TuneOpt,
     AlignOpt,
     BatchOpt,
     CacheDirOpt,
@@ -55,6 +57,8 @@ def interpolate(
     face_index: FaceIndexOpt = RenderOptions.face_index,
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
     anchor: AnchorOpt = RenderOptions.anchor,
+    tune: TuneOpt = RenderOptions.tune,
+    seed: TuneSeedOpt = RenderOptions.seed,
     max_frames: MaxFramesOpt = RenderOptions.max_frames,
     no_cache: NoCacheOpt = not RenderOptions.use_cache,
     device: DeviceOpt = RenderOptions.device,

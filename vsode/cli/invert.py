@@ -20,6 +20,7 @@ from .common import (
     PrecisionOpt,
     QuietOpt,
     SeedOpt,
+    TuneOpt,
     VerboseOpt,
     build_options,
     session,
@@ -48,6 +49,7 @@ def invert(
     ] = None,
     refine: Annotated[int, typer.Option("--refine", help="Latent-optimisation steps per frame after the encoder (0 = none).", min=0)] = 0,
     refine_lr: Annotated[float, typer.Option("--refine-lr", help="Learning rate of --refine.")] = 0.01,
+    tune: TuneOpt = 0,
     batch_size: BatchOpt = 8,
     precision: PrecisionOpt = "fp32",
     no_cache: NoCacheOpt = False,
@@ -85,6 +87,7 @@ def invert(
         options = build_options(
             InvertOptions, ctx.params,
             skip=("video", "output", "preview", "preview_size", "save_track", "seed", "force"),
+            seed=seed or 0,
         )
         result = run(video, options, output=output, preview=preview, preview_size=preview_size,
                      save_track=save_track, seed=seed, force=force, progress=ui.progress)

@@ -335,13 +335,26 @@ def evaluate(frames: torch.Tensor, truth: Truth, readers: Readers | None = None,
 
 def _edit(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     assert truth.source is not None
+    seconds, size = truth.seconds(), frames.shape[-1]
     # the captions name hair and eyes, and skin where the edit changes it
     texts = tuple(caption(p, skin="skin" in truth.target) for p in (truth.source, truth.expected))
-    return {"prompt": truth.prompt, "target": dict(truth.target),
-            "edit": S.edit_accuracy(read, truth.target, truth.source.attributes, visible),
-            # the edit's frame changes against the captions' direction in CLIP; the true edit's beside it
-            "direction": {"cosine": _round(S.clip_direction(readers.clip, frames, reference, *texts)),
-                          "reference": _round(S.clip_direction(readers.clip, expected, reference, *texts))}}
+    # The judge CLIP cannot fool: the colours of the renderer's own regions, and PSNR against the
+    # edited truth beside the unedited inversion's (built from the input the edit received).
+    pixels = S.read_pixels(frames, truth.source, seconds)
+    out = {"prompt": truth.prompt, "target": dict(truth.target),
+           "edit": S.edit_accuracy(read, truth.target, truth.source.attributes, visible),
+           "pixels": S.edit_accuracy(pixels, truth.target, truth.source.attributes, visible),
+           # the edit's frame changes against the captions' direction in CLIP; the true edit's beside it
+           "direction": {"cosine": _round(S.clip_direction(readers.clip, frames, reference, *texts)),
+                         "reference": _round(S.clip_direction(readers.clip, expected, reference, *texts))}}
+    received = _received(truth, folder, size, count=len(truth.times))
+    if received is not None:
+        inversion = _coded(readers.synthesize(readers.invert(received), size), truth.crf)
+        out["inversion_psnr_db"] = _psnr(inversion, expected)
+        out["inversion_pixels"] = S.edit_accuracy(S.read_pixels(inversion, truth.source, seconds), truth.target,
+                                                  truth.source.attributes, visible)
+    out["landed"] = S.edit_landed(out["pixels"], _psnr(frames, expected), out.get("inversion_psnr_db"))
+    return out
 
 
 def _animate(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
@@ -420,9 +433,9 @@ def _extrapolate(frames, truth, readers, read, visible, expected, reference, fol
     return {"extrapolation": scores}
 
 
-def _received(truth: Truth, folder: Path, size: int) -> torch.Tensor | None:
-    """The input video the truth names, decoded (``len(source_times)×3×size×size`` in [0, 1]), or
-    None when the truth names none."""
+def _received(truth: Truth, folder: Path, size: int, count: int | None = None) -> torch.Tensor | None:
+    """The input video the truth names, decoded (``count×3×size×size`` in [0, 1]; ``count``
+    defaults to the number of input frame times), or None when the truth names none."""
     if truth.input is None:
         return None
     from .regressor import resize
@@ -432,9 +445,10 @@ def _received(truth: Truth, folder: Path, size: int) -> torch.Tensor | None:
         raise InputError(f"the truth names the input {truth.input}, but {path} does not exist; keep the "
                          "output, its truth file and its input in one folder as `vsode demo` wrote them")
     frames = read_output(path)
-    if frames.shape[0] != len(truth.source_times):
+    count = len(truth.source_times) if count is None else count
+    if frames.shape[0] != count:
         raise InputError(f"the input {path} has {frames.shape[0]} frames but the truth lists "
-                         f"{len(truth.source_times)} input frame times; is it the input the output was made from?")
+                         f"{count} input frame times; is it the input the output was made from?")
     return resize(frames, size)
 
 

@@ -179,6 +179,57 @@ def read_attributes(clip: Any, frames: torch.Tensor, attributes: Sequence[str] =
     return picks
 
 
+# The regions a named attribute is painted in (see world.region_masks), and the range of shades the
+# renderer paints its colour at (hair: 0.65 brows to 1.25 sheen; skin: 0.82 nose to 1; iris: 1).
+PIXEL_REGIONS = {"hair": "hair", "eyes": "iris", "skin": "skin"}
+_SHADES = {"hair": (0.6, 1.3), "eyes": (0.85, 1.15), "skin": (0.75, 1.05)}
+LANDED_SHARE, LANDED_GAIN_DB = 0.9, 1.0  # an edit lands: the pixels read it on 90 % of frames, +1 dB
+CORE = 0.9  # pixels read: those at least this share inside their region (no edges, no neighbours' colours)
+
+
+def region_colours(frames: torch.Tensor, params: VideoParams, times: Sequence[float] | np.ndarray,
+                   attributes: Sequence[str] = NAMED) -> dict[str, torch.Tensor]:
+    """Per attribute, the mean colour of each frame's pixels inside its region (``T×3``; NaN where
+    a frame shows none), the regions being where the renderer paints ``params`` at ``times``.
+
+    An edit keeps the motion and the face's shape, so the source's or the expected video's params
+    place the regions of an edited output as well."""
+    n, size = frames.shape[0], frames.shape[-1]
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) != n:
+        raise InputError(f"{n} frames but {len(times)} times to place their regions at")
+    masks = region_masks(params, times, size=size)
+    out = {}
+    for a in attributes:
+        core = (masks[PIXEL_REGIONS[a]] >= CORE).to(torch.float64)  # T H W
+        count = core.sum(dim=(1, 2))
+        total = (frames.double() * core[:, None]).sum(dim=(2, 3))  # T 3
+        out[a] = total / count[:, None].where(count[:, None] > 0, torch.full_like(count[:, None], float("nan")))
+    return out
+
+
+def read_pixels(frames: torch.Tensor, params: VideoParams, times: Sequence[float] | np.ndarray,
+                attributes: Sequence[str] = NAMED) -> dict[str, list[str]]:
+    """What the pixels show on each frame: per attribute, the vocabulary value whose colour (at the
+    shade that fits best, within the shades the renderer paints it at) is nearest the mean colour
+    of the attribute's region (:func:`region_colours`). A judge no optimisation against CLIP can
+    fool: it reads the renderer's own regions of the frames. ``"none"`` where a frame shows no
+    pixel of the region (use ``visible`` to leave those out)."""
+    colours = region_colours(frames, params, times, attributes)
+    picks: dict[str, list[str]] = {}
+    for a in attributes:
+        names = list(ATTRIBUTES[a])
+        palette = torch.tensor([ATTRIBUTES[a][v] for v in names], dtype=torch.float64)  # V 3
+        lo, hi = _SHADES[a]
+        mean = colours[a]  # T 3
+        # the best shade of each palette colour for each frame's mean colour, kept in range
+        scale = ((mean @ palette.T) / (palette * palette).sum(-1)).clamp(lo, hi)  # T V
+        dist = (mean[:, None] - scale[..., None] * palette[None]).norm(dim=-1)  # T V
+        best = dist.argmin(-1).tolist()
+        picks[a] = [names[i] if bool(torch.isfinite(mean[k]).all()) else "none" for k, i in enumerate(best)]
+    return picks
+
+
 def eyes_visible(params: VideoParams, times: Sequence[float] | np.ndarray) -> np.ndarray:
     """Per time, whether the eyes of ``params`` are open enough for their colour to be read: at
     least :data:`IRIS_SHARE` of the iris they show when not blinking (64 px renders)."""
@@ -257,6 +308,16 @@ def edit_accuracy(read: Readings, target: Mapping[str, str], source: Mapping[str
         "target": {a: tgt[a] for a in target},
         "others": oth,
     }
+
+
+def edit_landed(pixels: Mapping[str, Any], psnr_db: float | None, inversion_psnr_db: float | None) -> bool | None:
+    """Whether an edit landed by the judge CLIP cannot fool: the pixels read the prompted value on
+    at least :data:`LANDED_SHARE` of the frames (:func:`edit_accuracy` of :func:`read_pixels`) and
+    the output is at least :data:`LANDED_GAIN_DB` nearer the edited truth than the unedited
+    inversion is. None when the inversion's PSNR is not known."""
+    if inversion_psnr_db is None or psnr_db is None or pixels.get("accuracy") is None:
+        return None
+    return bool(pixels["accuracy"] >= LANDED_SHARE and psnr_db >= inversion_psnr_db + LANDED_GAIN_DB)
 
 
 def clip_direction(clip: Any, output: torch.Tensor, source: torch.Tensor, source_text: str, target_text: str,

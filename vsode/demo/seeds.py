@@ -64,7 +64,8 @@ def derived(summary: Mapping[str, Any]) -> dict[str, Any]:
 def aggregate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The mean of every number over the seeds' :func:`derived` summaries (seeds where a figure is
     undefined, such as a correlation of a motionless series, are left out of its mean), and for
-    each edit ``clean``: in how many seeds it was clean."""
+    each edit ``clean`` and ``landed``: in how many seeds it was clean (CLIP) and landed (pixels
+    and PSNR, :func:`vsode.demo.scores.edit_landed`)."""
     if not summaries:
         raise InputError("no seed was scored; give at least one seed")
     rows = [derived(s) for s in summaries]
@@ -73,7 +74,7 @@ def aggregate(summaries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out[name] = {}
         for key in rows[0][name]:
             values = [r[name].get(key) for r in rows]
-            if key == "clean":
+            if key in ("clean", "landed"):
                 out[name][key] = sum(bool(v) for v in values)
             elif all(v is None or _number(v) for v in values):
                 present = [float(v) for v in values if v is not None]
