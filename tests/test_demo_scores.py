@@ -154,6 +154,40 @@ def test_the_renderers_own_edit_scores_perfectly(readers, source, attribute, val
     assert unedited["direction"]["cosine"] == pytest.approx(0.0, abs=1e-6)  # no change, no direction
 
 
+def test_the_pixels_read_every_colour_of_the_vocabulary(source):
+    """The pixel judge reads the renderer's own regions: every hair, eye and skin colour of the
+    vocabulary, on every frame the eyes are open, whatever the other attributes are."""
+    from vsode.demo.world import ATTRIBUTES
+
+    times = SECS[::6]
+    for attribute in S.NAMED:
+        for value in ATTRIBUTES[attribute]:
+            params = with_appearance(source, **{attribute: value})
+            read = S.read_pixels(render(params, times), params, times)
+            visible = S.eyes_visible(params, times)
+            for a in S.NAMED:
+                seen = [v for v, ok in zip(read[a], visible if a == "eyes" else [True] * len(times)) if ok]
+                assert seen and set(seen) == {params.attributes[a]}, (attribute, value, a, read[a])
+
+
+def test_a_fooled_edit_does_not_land_and_a_true_one_does(readers, source, tmp_path):
+    """CLIP can be fooled, the pixels and the PSNR cannot: the unedited video with a tint that
+    moves CLIP does not land; the true edit does, against the inversion of the input it received."""
+    edited = with_appearance(source, eyes="blue")
+    _input_video(tmp_path / "source.mp4", source, TIMES)
+    truth = Truth("edit", TIMES, edited, source=source, target={"eyes": "blue"}, crf=None, input="source.mp4")
+    true = evaluate(render(edited), truth, readers, folder=tmp_path)
+    assert true["pixels"]["accuracy"] == 1.0 and true["pixels"]["others_unchanged"] == 1.0
+    assert true["landed"] is True and true["inversion_psnr_db"] < 30  # the inversion is far from it
+    assert true["inversion_pixels"]["accuracy"] == 0.0  # the inversion keeps the source's eyes
+    tinted = (render(source) + torch.tensor([-0.03, 0.0, 0.06]).view(1, 3, 1, 1)).clamp(0, 1)  # a blue cast
+    fooled = evaluate(tinted, truth, readers, folder=tmp_path)
+    assert fooled["pixels"]["accuracy"] == 0.0 and fooled["landed"] is False
+    assert S.edit_landed({"accuracy": 1.0}, 20.0, 19.5) is False  # reads right but barely nearer: not landed
+    assert S.edit_landed({"accuracy": 0.95}, 21.0, 19.5) is True
+    assert S.edit_landed({"accuracy": 1.0}, 21.0, None) is None  # no inversion to compare with
+
+
 def _input_video(path, params, times) -> torch.Tensor:
     """Render ``params`` at ``times`` into the video ``path`` as `vsode demo` writes an input (x264,
     crf 18); returns its frames decoded."""
