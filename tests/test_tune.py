@@ -125,6 +125,10 @@ def test_negative_or_fractional_tune_is_refused(bad):
         RenderOptions(tune=bad)
     with pytest.raises(InputError, match="--tune"):
         InvertOptions(tune=bad)
+    from vsode.demo.showcase import DemoOptions
+
+    with pytest.raises(InputError, match="--tune"):
+        DemoOptions(tune=bad)
 
 
 def test_tuned_latents_are_stored_beside_with_their_hash_and_cached_by_settings(clip, tmp_path):

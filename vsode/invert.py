@@ -42,7 +42,7 @@ from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
-from .tune import DEFAULT_LR as DEFAULT_TUNE_LR, TuneSettings, apply_tuned, fingerprint, pivot_indices, \
+from .tune import BATCH as TUNE_BATCH, DEFAULT_LR as DEFAULT_TUNE_LR, TuneSettings, apply_tuned, fingerprint, pivot_indices, \
     tune_generator, tuned_checkpoint
 from .video import VideoInfo, VideoWriter, probe
 
@@ -113,7 +113,7 @@ class InvertOptions:
 
     def tune_settings(self) -> TuneSettings:
         """The pivotal tuning these options ask for (``steps`` 0: none)."""
-        return TuneSettings(steps=self.tune, lr=self.tune_lr, batch_size=self.batch_size, seed=self.seed)
+        return TuneSettings(steps=self.tune, lr=self.tune_lr, batch_size=min(self.batch_size, TUNE_BATCH), seed=self.seed)
 
 
 @dataclass
@@ -501,8 +501,10 @@ def _tune(latents: Latents, targets: torch.Tensor, index: list[int], options: In
     attach the tuned weights and the report to ``latents``."""
     backbone = getattr(models.encoder, "encoder", None)
     features = getattr(backbone, "features", None)
+    device = next(models.generator.parameters()).device
+    dtype = torch.bfloat16 if use_bf16(options.precision, device) else None
     tuned, report = tune_generator(models.generator, latents.wplus[index], targets, options.tune_settings(),
-                                   features=features, progress=progress)
+                                   features=features, dtype=dtype, progress=progress)
     base = {**models.generator_ref, "weights_sha256": fingerprint(models.generator)}
     latents.tuned = tuned_checkpoint(tuned, base, report)
     latents.tuning = {**report, "base": base}

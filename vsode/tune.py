@@ -36,6 +36,7 @@ from .stylegan2 import Generator
 TUNED_FORMAT = "vsode/tuned-generator@1"
 DEFAULT_LR = 1e-3
 POOL = 32  # pivots kept as targets: frames spread evenly over the video (memory stays constant)
+BATCH = 4  # pivots per step at most (PTI takes one; a few spread the steps over the video)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class TuneSettings:
     steps: int
     lr: float = DEFAULT_LR
     locality: float = 1.0
-    batch_size: int = 8
+    batch_size: int = BATCH
     pool: int = POOL
     seed: int = 0
 
@@ -118,6 +119,7 @@ def tune_generator(
     settings: TuneSettings,
     *,
     features: Callable[[torch.Tensor], Sequence[torch.Tensor]] | None = None,
+    dtype: torch.dtype | None = None,
     progress: Progress | None = None,
 ) -> tuple[Generator, dict[str, Any]]:
     """A copy of ``generator`` tuned so that it renders ``targets`` from ``pivots``.
@@ -130,6 +132,8 @@ def tune_generator(
         settings: :class:`TuneSettings`.
         features: the perceptual term's feature maps of an image batch (the encoder backbone's);
             None: pixels alone.
+        dtype: the generator's compute dtype in the steps (bfloat16: autocast, as ``synthesize``'s
+            bf16 path; None: float32). The PSNRs are measured in float32.
         progress: a ``tune`` stage advanced per step.
 
     Returns ``(tuned generator, report)``; the report has the settings, the pivots' reconstruction
@@ -166,18 +170,19 @@ def tune_generator(
     with progress.stage("tune", total=settings.steps, unit="step") as stage, torch.enable_grad():  # callers may be in no_grad
         for _ in range(settings.steps):
             pick = torch.randperm(pivots.shape[0], generator=rng)[:batch].to(device)
-            render = synthesize_at(tuned, pivots[pick], size)
+            render = synthesize_at(tuned, pivots[pick], size, dtype=dtype)
             loss = F.mse_loss(render, targets[pick])
             if features is not None:
                 for ours, theirs in zip(features(render), goal):
                     loss = loss + F.mse_loss(ours, theirs[pick])
-            if settings.locality > 0:
-                z = torch.randn(batch, base.style_dim, generator=rng).to(device)
+            if settings.locality > 0:  # on a quarter of the batch: the term only has to hold G' near G
+                near = pick[: max(1, batch // 4)]
+                z = torch.randn(near.numel(), base.style_dim, generator=rng).to(device)
                 with torch.no_grad():
-                    w_z = base.mapping(z)[:, None].expand_as(pivots[pick])
-                    w_r = pivots[pick] + 0.5 * (w_z - pivots[pick])  # away from the pivots, toward the prior
-                    kept = synthesize_at(base, w_r, size)
-                loss = loss + settings.locality * F.mse_loss(synthesize_at(tuned, w_r, size), kept)
+                    w_z = base.mapping(z)[:, None].expand_as(pivots[near])
+                    w_r = pivots[near] + 0.5 * (w_z - pivots[near])  # away from the pivots, toward the prior
+                    kept = synthesize_at(base, w_r, size, dtype=dtype)
+                loss = loss + settings.locality * F.mse_loss(synthesize_at(tuned, w_r, size, dtype=dtype), kept)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

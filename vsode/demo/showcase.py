@@ -337,6 +337,15 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         with progress.stage(f"score {name}"):
             report["scores"][name.rsplit(".", 1)[0]] = evaluate(frames, truth, readers, folder=out)
     report["summary"] = summarise(report["scores"])
+    tuned = {name: app["tuning"] for name, app in report["apps"].items() if app.get("tuning")}
+    if tuned:  # the frames' reconstruction PSNR (at the output size) before and after --tune
+        edit = tuned.get("edit") or next(iter(tuned.values()))
+        report["summary"]["tuning"] = {
+            "steps": edit["steps"], "edit_psnr_before_db": edit["psnr_before_db"],
+            "edit_psnr_after_db": edit["psnr_after_db"],
+            "edit_gain_db": round(edit["psnr_after_db"] - edit["psnr_before_db"], 3),
+            "mean_gain_db": round(sum(t["psnr_after_db"] - t["psnr_before_db"] for t in tuned.values()) / len(tuned), 3),
+            "seconds_per_step": round(sum(t["seconds_per_step"] for t in tuned.values()) / len(tuned), 4)}
 
     seconds_of = {name: [float(x) for x in truths[name].times] for name in truths}
     for name, label in (("edit-hair.mp4", f"edit: {prompts['edit-hair.mp4'][1]} hair"),
@@ -390,7 +399,7 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
 
     def ran(name: str, result: Any, started: float, **extra: Any) -> tuple[Fraction, ...]:
         report["apps"][name] = {"seconds": round(time.perf_counter() - started, 3), "nfe": result.nfe,
-                                "outputs": [o.to_dict() for o in result.outputs], **extra}
+                                "outputs": [o.to_dict() for o in result.outputs], "tuning": result.tuning, **extra}
         return probe(result.outputs[0].path).timestamps
 
     started = time.perf_counter()
