@@ -234,7 +234,7 @@ def test_the_sparse_case_leaves_lerping_weaker(demo_run):
 
 
 def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
-    """Seed 0, 2 s at 12 fps, 64 px; measured with vidstyleode-demo (sha 36e503ca…) on 1 thread,
+    """Seed 0, 2 s at 12 fps, 64 px; measured with vidstyleode-demo (weights of sha 36e503ca…; the same file with its prior since, 57c4bce7…) on 1 thread,
     anchored on the inversions (the default): hair→blonde accuracy 1.00, eyes→blue 1.00 (α = 2.0),
     others unchanged 1.00/1.00, flip rate 0/0, edited clips change from frame to frame 1.07/1.10 as
     much as the source, PSNR against the edited truth 19.74/24.03 dB; animate r(head_x) 0.82,

@@ -95,6 +95,9 @@ def test_training_lowers_the_loss_and_writes_a_usable_run(tmp_path, data_dir, ba
     assert val and val[-1]["psnr"] > 5 and -1 <= val[-1]["clip_consistency"] <= 1
     model = load_model(run / "model.pt", backbones=False)
     assert parameter_counts(model) == parameter_counts(result_model(run))
+    # a finished run fits the prior `vsode generate` samples, on its training clips, into model.pt
+    assert model.prior is not None and model.prior.clips == len(TrainData(data_dir, split="train"))
+    assert model.prior.motion.shape == (CONFIG.dynamics.state_channels, *CONFIG.dynamics.grid)
     from vsode.video import probe
 
     sample = probe(run / "samples" / "step-0000040.mp4")

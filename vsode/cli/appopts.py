@@ -72,3 +72,8 @@ AnchorOpt = Annotated[str, typer.Option(
     "--anchor", metavar="inversion|none",
     help="What the output's W+ are anchored on: 'inversion' keeps each input frame's own W+ and adds the model's "
          "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]
+
+GeneratorOpt = Annotated[Optional[str], typer.Option(
+    "--generator", metavar="NAME|PATH",
+    help="Render with this StyleGAN2 instead of the model's own: a generator fine-tuned from the model's "
+         "(same W+ rows and width) keeps the content and motion in its style, e.g. stylegan2-demo-poster.")]
