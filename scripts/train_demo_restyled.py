@@ -7,10 +7,12 @@
 The restyled world is the demo world posterised (:func:`vsode.demo.world.posterise`: every colour
 channel snapped to 4 flat levels). Training pairs are made once: ``--images`` renders of training
 faces (seeds below the held-out range), their W+ from the shipped ``psp-demo`` encoder, and the
-posterised render as the target. Only the synthesis network of ``stylegan2-demo`` is trained (MSE
-of G(W+) against the target, Adam); the mapping network and ``latent_avg`` are copied unchanged, so
-the W space is the base generator's, as with the real fine-tunes (toonify and the like) that share
-it. Writes into ``--out``:
+posterised render as the target; and ``--mixes`` codes between those faces' (every W+ row its own
+blend of two faces' rows, as the draws of a model's prior lie between its clips' codes), whose
+target is the base generator's render of them, posterised. Only the synthesis network of
+``stylegan2-demo`` is trained (MSE of G(W+) against the target, Adam); the mapping network and
+``latent_avg`` are copied unchanged, so the W space is the base generator's, as with the real
+fine-tunes (toonify and the like) that share it. Writes into ``--out``:
 
 - ``stylegan2-demo-poster.pt``: ``{"g_ema", "latent_avg"}``, the layout of ``stylegan2-demo.pt``;
 - ``stylegan2-demo-poster.json``: the command, seed, options, wall time, held-out figures (PSNR
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help=f"folder for {NAME}.pt and {NAME}.json")
     parser.add_argument("--seed", type=int, default=0, help="picks the training faces and seeds training")
     parser.add_argument("--images", type=int, default=1024, help="training renders (default 1024)")
+    parser.add_argument("--mixes", type=int, default=1024,
+                        help="extra training codes blended row by row from two faces' (default 1024)")
     parser.add_argument("--steps", type=int, default=1500, help="Adam steps (default 1500)")
     parser.add_argument("--batch", type=int, default=16, help="images per step (default 16)")
     parser.add_argument("--lr", type=float, default=0.002, help="learning rate (default 0.002)")
@@ -95,6 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     seeds = rng.integers(0, HELD_OUT_SEED, size=(2, args.images))
     frames = render_samples(seeds[0], seeds[1], rng.uniform(0, MAX_TIME, args.images))
     w, target = _pairs(encoder, frames, args.levels)
+    if args.mixes:
+        # codes between the faces' (each W+ row its own blend of two faces' rows), as a prior's draws
+        # are, with the base generator's render of them posterised as the target
+        from vsode.demo.world import posterise
+
+        pick = torch.from_numpy(rng.integers(0, args.images, size=(2, args.mixes)))
+        u = torch.from_numpy(rng.uniform(0, 1, size=(args.mixes, w.shape[1], 1))).float()
+        mixed = w[pick[0]] + u * (w[pick[1]] - w[pick[0]])
+        w = torch.cat([w, mixed])
+        target = torch.cat([target, posterise(_render(base, mixed), args.levels) * 2 - 1])
 
     trained = [p for n, p in generator.named_parameters() if not n.startswith("style.")]  # the mapping stays
     generator.requires_grad_(False)
@@ -105,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     order = torch.Generator().manual_seed(args.seed)
     losses = []
     for step in range(1, args.steps + 1):
-        pick = torch.randint(args.images, (args.batch,), generator=order)
+        pick = torch.randint(w.shape[0], (args.batch,), generator=order)
         out = generator.synthesize(w[pick], noise="const")
         loss = torch.nn.functional.mse_loss(out, target[pick])
         optimiser.zero_grad(set_to_none=True)
@@ -138,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     save_torch({"g_ema": state, "latent_avg": base.latent_avg.clone()}, path)
     blob = path.read_bytes()
     command = f"python scripts/train_demo_restyled.py --out vsode/assets/demo --seed {args.seed}"
-    for flag, default in (("images", 1024), ("steps", 1500), ("batch", 16), ("lr", 0.002), ("levels", 4)):
+    for flag, default in (("images", 1024), ("mixes", 1024), ("steps", 1500), ("batch", 16), ("lr", 0.002), ("levels", 4)):
         if getattr(args, flag) != default:
             command += f" --{flag} {getattr(args, flag)}"
     report = {
@@ -151,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         "style": f"posterised, {args.levels} levels per channel",
         "command": command,
         "seed": args.seed,
-        "train": {"images": args.images, "steps": args.steps, "batch": args.batch, "lr": args.lr,
+        "train": {"images": args.images, "mixes": args.mixes, "steps": args.steps, "batch": args.batch, "lr": args.lr,
                   "final_mse": round(float(np.mean(losses[-100:])), 5)},
         "held_out_images": args.eval_images,
         **metrics,

@@ -73,7 +73,7 @@ EXTRAPOLATE_SECONDS = 1
 EDIT_STRENGTH = 2.0
 BLEND_REGION = "mouth"
 RESTYLED_GENERATOR = "stylegan2-demo-poster"  # stylegan2-demo fine-tuned to the posterised world
-GENERATED = ("generate-1.mp4", "generate-2.mp4")  # seeds seed+1000, seed+1001
+GENERATED = ("generate-1.mp4", "generate-2.mp4")  # `vsode generate --seed SEED --count 2`
 # Edit targets, in order of preference: the first one the source does not already have.
 HAIR_TARGETS = ("blonde", "red", "black", "grey", "brown")
 EYE_TARGETS = ("blue", "green", "brown", "grey")
@@ -351,7 +351,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
     for name in ("animate", "animate-poster"):
         report["scores"][name]["style"] = {"palette_distance": round(S.palette_distance(shown[f"{name}.mp4"],
                                                                                         POSTER_LEVELS), 4)}
-    generated = _generate(out, options, report, readers, (src_frames, drv_frames), progress)
+    generated = _generate(out, options, report, readers, (src_frames, drv_frames), shown["animate.mp4"], progress)
     report["summary"] = summarise(report["scores"])
 
     seconds_of = {name: [float(x) for x in truths[name].times] for name in truths}
@@ -461,11 +461,12 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     return truths
 
 
-def _generate(out: Path, options: DemoOptions, report: dict, readers: Readers,
-              real: tuple[torch.Tensor, ...], progress: Progress) -> list[tuple[int, torch.Tensor]]:
+def _generate(out: Path, options: DemoOptions, report: dict, readers: Readers, real: tuple[torch.Tensor, ...],
+              animated: torch.Tensor, progress: Progress) -> list[tuple[int, torch.Tensor]]:
     """`vsode generate` of two videos from the model's prior, scored: the looks the demo CLIP reads
-    on each and how many are distinct, and their motion energy over the real clips' (the source's
-    and the driver's, at the model's size). Skipped, with a note, for a model without a prior."""
+    on each and how many are distinct, their motion energy over the real clips' (the source's and
+    the driver's, at the model's size), and over the animate output's (the model's own motion of a
+    real driver, rendered the same way). Skipped, with a note, for a model without a prior."""
     from .. import api
     from ..model import load_model
     from ..options import GenerateOptions
@@ -473,7 +474,7 @@ def _generate(out: Path, options: DemoOptions, report: dict, readers: Readers,
     if load_model(options.model, backbones=False).prior is None:
         report["scores"]["generate"] = {"skipped": f"model {options.model} has no prior; fit one with `vsode fit-prior`"}
         return []
-    seed = options.seed + 1000
+    seed = options.seed
     started = time.perf_counter()
     result = api.generate(GenerateOptions(seconds=options.seconds, fps=options.fps, seed=seed, count=len(GENERATED),
                                           model=options.model, device=options.device, force=options.force,
@@ -489,6 +490,7 @@ def _generate(out: Path, options: DemoOptions, report: dict, readers: Readers,
             "looks": [S.majority(r) for r in reads],
             "distinct_looks": S.distinct_looks(reads),
             "energy_ratio": round(S.energy_ratio(clips, [_resize(r, size) for r in real]), 4),
+            "energy_ratio_vs_animate": round(S.energy_ratio(clips, [_resize(animated, size)]), 4),
         }
     return [(seed + k, frames) for k, frames in enumerate(clips)]
 
@@ -516,8 +518,9 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
                                  "r_change_max": round(max(change), 4) if change else None,
                                  "palette_distance": p["style"]["palette_distance"],
                                  "unswapped_palette_distance": a["style"]["palette_distance"]}
-    if "generate" in scores:
-        out["generate"] = dict(scores["generate"])
+    if "generate" in scores and "skipped" not in scores["generate"]:
+        g = scores["generate"]
+        out["generate"] = {k: g[k] for k in ("distinct_looks", "energy_ratio", "energy_ratio_vs_animate")}
     b = scores["blend-motion"]["blend"]
     out["blend-motion"] = {"inside_corr_b": b["inside"]["corr_b"], "inside_corr_a": b["inside"]["corr_a"],
                            "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"]}
