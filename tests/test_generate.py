@@ -275,7 +275,6 @@ def test_swapping_renders_the_same_w_plus_in_the_new_style(tmp_path, demo, face)
     content = demo.prior.content.sample(sample_generator(4, 1))
     assert (frame - _render(g, content)).abs().max() <= 1.5 / 255
     # a demo face's inversion, restyled: near the poster palette, where the base's render is not
-    # (measured PALETTE_FACE)
     image, _ = face
     poster = _first_frame(tmp_path, "--content", str(image), "--generator", RESTYLED)
     plain = _first_frame(tmp_path, "--content", str(image))

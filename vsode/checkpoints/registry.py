@@ -356,6 +356,19 @@ BUILTIN: tuple[Entry, ...] = (
         description="Tiny StyleGAN2 (64 px, style_dim 128) for the demo world; scripts/train_demo_autoencoder.py",
     ),
     Entry(
+        name="stylegan2-demo-poster",
+        kind="stylegan2-finetune",
+        base="stylegan2-demo",
+        file_name="stylegan2-demo-poster.pt",
+        size=2002779,
+        sha256="2cc4ac607e5e22bc4dfc9dfa3dd20ffb63a3590b27c882718f273983f8fc3a52",
+        sha256_verified=True,
+        builtin_path="assets/demo/stylegan2-demo-poster.pt",
+        licence=_VSODE_LICENCE,
+        description="stylegan2-demo fine-tuned to the posterised demo world (same W space); "
+        "scripts/train_demo_restyled.py",
+    ),
+    Entry(
         name="psp-demo",
         kind="psp",
         file_name="psp-demo.pt",
