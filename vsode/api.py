@@ -496,12 +496,12 @@ def generate(
         fixed = content_code(wplus, options.content)
     elif given is not None:
         fixed = pipe.content_code(given)
-    # the motion video's dynamics do not depend on the content code: encoded once, under any
     driven = None
-    if drive is not None:
+    if drive is not None:  # its dynamics do not depend on the content code: encoded once, under any
         driven = pipe.encode(drive, torch.zeros(cfg.n_latent, cfg.style_dim, device=pipe.device))
-    if drive is not None:
         _note_crops(pipe, drive)
+    content_name = str(given.path) if given else (str(latents) if latents else kind)
+    motion_name = str(drive.path) if drive else "prior"
     written, samples = [], []
     for seed, path in zip(seeds, paths):
         if fixed is not None:
@@ -520,12 +520,10 @@ def generate(
         anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
         written += pipe.render(code, times, [OutputSpec(path, style)], anchor=anchor,
                                audio=pipe.audio(drive, times) if drive else None)
-        samples.append({"seed": seed, "content": str(given.path if given else latents or kind),
-                        "motion": str(drive.path) if drive else "prior", "truncation": options.truncation})
-    inputs = {k: v for k, v in (("content", str(given.path) if given else (str(latents) if latents else kind)),
-                                ("motion", str(drive.path) if drive else "prior"))}
+        samples.append({"seed": seed, "content": content_name, "motion": motion_name,
+                        "truncation": options.truncation})
     return AppResult(
-        command="generate", inputs=inputs, outputs=tuple(written),
+        command="generate", inputs={"content": content_name, "motion": motion_name}, outputs=tuple(written),
         source_frames=drive.frame_count if drive else 0, source_fps=drive.fps if drive else times.fps,
         crop=None if drive is None or drive.track is not None else tuple(drive.crop),  # type: ignore[arg-type]
         aligned={s.role: s.track is not None for s in (given, drive) if s is not None},

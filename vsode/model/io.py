@@ -2,7 +2,8 @@
 frozen backbones they name.
 
 Checkpoints hold the config, the trainable weights and the name + SHA-256 of the frozen backbones
-the model was trained with; :func:`load_model` resolves those through the checkpoint manager.
+the model was trained with; :func:`load_model` resolves those through the checkpoint manager. Once
+fitted, the prior ``vsode generate`` samples (:mod:`.prior`) is kept beside them under ``"prior"``.
 """
 
 from __future__ import annotations

@@ -79,8 +79,6 @@ def fit_prior_file(
     """``vsode fit-prior``: load ``model`` (a name or a file), fit its prior on ``data_dir`` and
     write the model with it to ``output`` (the file's other records kept as they were; ``device``
     encodes the clips). Returns the JSON-safe summary."""
-    from ..fileio import check_output_path
-
     from ..checkpoints.cache import resolve
     from ..checkpoints.load import safe_load
     from ..device import resolve_device
@@ -90,8 +88,8 @@ def fit_prior_file(
     check_output_path(output, force=force)
     ckpt = dict(safe_load(resolve(model, cache_dir=cache_dir), map_location="cpu"))
     loaded = model_from_checkpoint(ckpt, label=str(model))
-    prior = fit_prior(loaded.to(resolve_device(device)).eval(), data_dir, split=split, components=components, max_frames=max_frames,
-                      progress=progress)
+    prior = fit_prior(loaded.to(resolve_device(device)).eval(), data_dir, split=split, components=components,
+                      max_frames=max_frames, progress=progress)
     ckpt["prior"] = prior.to_dict()  # everything else of the file as it was
     save_torch(ckpt, output, force=force)
     return {"output": str(output), "model": str(model), "data": str(data_dir), **summary(prior)}
