@@ -44,12 +44,15 @@ PUBLIC = {
     "interpolate": ("vsode.api", FUNCTION, ("video", "options")),
     "extrapolate": ("vsode.api", FUNCTION, ("video", "options")),
     "blend_motion": ("vsode.api", FUNCTION, ("video_a", "video_b", "options")),
+    "generate": ("vsode.api", FUNCTION, ("options",)),
     "AppResult": ("vsode.api", DATACLASS, ()),
     "EditOptions": ("vsode.options", DATACLASS, ()),
     "AnimateOptions": ("vsode.options", DATACLASS, ()),
     "InterpolateOptions": ("vsode.options", DATACLASS, ()),
     "ExtrapolateOptions": ("vsode.options", DATACLASS, ()),
     "BlendOptions": ("vsode.options", DATACLASS, ()),
+    "GenerateOptions": ("vsode.options", DATACLASS, ()),
+    "Prior": ("vsode.model.prior", DATACLASS, ()),
     "FrameTimes": ("vsode.options", DATACLASS, ()),
 }
 

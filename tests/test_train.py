@@ -95,6 +95,9 @@ def test_training_lowers_the_loss_and_writes_a_usable_run(tmp_path, data_dir, ba
     assert val and val[-1]["psnr"] > 5 and -1 <= val[-1]["clip_consistency"] <= 1
     model = load_model(run / "model.pt", backbones=False)
     assert parameter_counts(model) == parameter_counts(result_model(run))
+    # a finished run fits the prior `vsode generate` samples, on its training clips, into model.pt
+    assert model.prior is not None and model.prior.clips == len(TrainData(data_dir, split="train"))
+    assert model.prior.motion.shape == (CONFIG.dynamics.state_channels, *CONFIG.dynamics.grid)
     from vsode.video import probe
 
     sample = probe(run / "samples" / "step-0000040.mp4")
@@ -200,8 +203,10 @@ def test_interpolate_mode_trains(tmp_path, data_dir, backbones, monkeypatch):
     opts = options(max_steps=3, sampling="interpolate", n_frames=8, n_hidden=1, n_supervised=2, seed=1)
     result = train(data_dir, tmp_path / "run", model_config=CONFIG, options=opts, backbones=backbones)
     assert result.step == 3 and all(torch.isfinite(torch.tensor(result.losses)))
-    assert len(encoded) == len(solved) == 3  # one encode and one solve per step
-    for (times, mask, blind), query in zip(encoded, solved):
+    # one encode and one solve per step; then, fitting the prior, one encode per training clip
+    assert len(solved) == 3 and len(encoded) == 3 + len(TrainData(data_dir, split="train"))
+    assert all(mask is None for _, mask, _ in encoded[3:])  # the prior sees every frame
+    for (times, mask, blind), query in zip(encoded[:3], solved):
         assert mask is not None and mask.numel() == opts.n_frames
         hidden = torch.nonzero(mask == 0).flatten()
         assert hidden.numel() == 1 and 0 < int(hidden) < opts.n_frames - 1  # an inner frame

@@ -44,12 +44,15 @@ _EXPORTS = {
     "interpolate": "vsode.api",
     "extrapolate": "vsode.api",
     "blend_motion": "vsode.api",
+    "generate": "vsode.api",
     "AppResult": "vsode.api",
     "EditOptions": "vsode.options",
     "AnimateOptions": "vsode.options",
     "InterpolateOptions": "vsode.options",
     "ExtrapolateOptions": "vsode.options",
     "BlendOptions": "vsode.options",
+    "GenerateOptions": "vsode.options",
+    "Prior": "vsode.model.prior",
     "FrameTimes": "vsode.options",
 }
 

@@ -40,6 +40,7 @@ from .options import (
     EditOptions,
     ExtrapolateOptions,
     FrameTimes,
+    GenerateOptions,
     InterpolateOptions,
     RenderOptions,
     as_dict,
@@ -64,7 +65,8 @@ class AppResult:
     """What an application wrote and how it went.
 
     Attributes:
-        command: ``edit``, ``animate``, ``interpolate``, ``extrapolate`` or ``blend-motion``.
+        command: ``edit``, ``animate``, ``interpolate``, ``extrapolate``, ``blend-motion`` or
+            ``generate``.
         inputs: role → file (``input``, ``driver``, ``motion``, ``latents``).
         outputs: the written files with their frame counts, exact rates and durations.
         source_frames, source_fps: the (content) input's frames and exact rate.
@@ -79,6 +81,7 @@ class AppResult:
             :mod:`vsode.model.anchor`; ``none``: the paper's reconstruction alone).
         tuning: with ``--tune`` (or tuned ``--latents``): the steps, frames, reconstruction PSNR of
             the tuned frames before and after (dB) and seconds per step; None otherwise.
+        samples: ``generate`` only: per video its seed and where its content and motion came from.
     """
 
     command: str
@@ -94,6 +97,7 @@ class AppResult:
     paste_back: bool = False
     anchor: str = "none"
     tuning: dict[str, Any] | None = None
+    samples: tuple[dict[str, Any], ...] = ()
 
     @property
     def output(self) -> OutputVideo:
@@ -115,6 +119,7 @@ class AppResult:
             "nfe": self.nfe,
             "timings": self.timings,
             "options": self.options,
+            **({"samples": [dict(x) for x in self.samples]} if self.samples else {}),
         }
 
 
@@ -426,6 +431,159 @@ def blend_motion(
         written = pipe.render(code, times, spec, blend=(other, mask), audio=pipe.audio(source, times),
                               canvas=source)
     return _result("blend-motion", pipe, source, written, options, motion, canvas=source)
+
+
+# --- generate --------------------------------------------------------------------------------------
+
+
+def generate(
+    options: GenerateOptions | None = None,
+    *,
+    content: PathLike | str | None = None,
+    motion: PathLike | None = None,
+    output: PathLike | Sequence[PathLike] | None = None,
+    progress: Progress | None = None,
+) -> AppResult:
+    """New videos: a content code and a motion, sampled or given, decoded like any other video.
+
+    Video k has seed ``options.seed + k``; its content code is
+
+    - ``content="prior"``: a draw from the model's prior over its training clips' content codes;
+    - ``"mapping"``: the generator's mapping network, ``w = w̄ + ψ·(mapping(z) − w̄)`` in every row;
+    - ``"auto"`` or None: the prior when the model has one, else the mapping network;
+    - a path: the content code of that image or video (inverted) or latents file (the same for
+      every video);
+
+    and its motion state ``z_d0`` a draw from the model's motion prior, or with ``motion`` the
+    dynamics of that video (its rate, length and audio by default). With ``options.anchor``
+    ``inversion`` the W+ are anchored on the content code at the first frame (as animate anchors
+    the portrait's): the first frame is G(content) and the model's motion is added to it.
+
+    Args:
+        options: :class:`GenerateOptions` (seconds, fps, seed, count, truncation, generator...).
+        content: see above.
+        motion: a video whose motion every output has, instead of the prior's.
+        output: the video to write; with ``count`` > 1 each video's seed is added to its name
+            (``out.mp4`` → ``out-seed3.mp4``), or give one path per video. Default
+            ``generate-seed<N>.mp4`` in the current folder.
+
+    Raises InputError (exit 2) for bad options or unreadable inputs, and when the model has no
+    prior to sample from (the message names ``vsode fit-prior``).
+    """
+    import torch
+
+    from .invert import load_latents
+    from .model import VideoCode, content_code
+    from .model.prior import sample_generator
+
+    options = options or GenerateOptions()
+    progress = ensure(progress)
+    kind, given, latents = _content_source(content)
+    drive = open_source(motion, role="motion", min_frames=2) if motion is not None else None
+    times = options.frame_times(drive.info.duration if drive else None, drive.fps if drive else None)
+    seeds = [options.seed + k for k in range(options.count)]
+    paths = _generate_paths(output, seeds)
+    check_outputs(paths, len(times), [s for s in (given, drive) if s is not None], force=options.force)
+    pipe = Pipeline.load(options, need_encoder=given is not None and given.latents is None and latents is None,
+                         progress=progress)
+    model = pipe.model
+    if kind == "auto":
+        kind = "prior" if model.prior is not None else "mapping"
+    if drive is None or kind == "prior":
+        model.require_prior(f"model {options.model}")
+    cfg = model.config
+    fixed = None
+    if latents is not None:
+        wplus = load_latents(latents).wplus
+        if tuple(wplus.shape[1:]) != (cfg.n_latent, cfg.style_dim):
+            raise InputError(f"--content {latents} holds {tuple(wplus.shape[1:])} W+ codes but model {options.model} "
+                             f"takes {cfg.n_latent}x{cfg.style_dim}; invert it with the model's encoder")
+        fixed = content_code(wplus, options.content)
+    elif given is not None:
+        fixed = pipe.content_code(given)
+    driven = None
+    if drive is not None:  # its dynamics do not depend on the content code: encoded once, under any
+        driven = pipe.encode(drive, torch.zeros(cfg.n_latent, cfg.style_dim, device=pipe.device))
+        _note_crops(pipe, drive)
+    content_name = str(given.path) if given else (str(latents) if latents else kind)
+    motion_name = str(drive.path) if drive else "prior"
+    written, samples = [], []
+    for seed, path in zip(seeds, paths):
+        if fixed is not None:
+            code_content = fixed
+        elif kind == "prior":
+            code_content = model.prior.content.sample(sample_generator(seed, 1), options.truncation)  # type: ignore[union-attr]
+        else:
+            code_content = _mapping_content(model, seed, options.truncation)
+        code_content = code_content.to(pipe.device, torch.float32)
+        if driven is not None:
+            code = dataclasses.replace(driven, content_code=code_content)
+        else:
+            z_d0 = model.prior.motion.sample(sample_generator(seed, 0))  # type: ignore[union-attr]
+            code = VideoCode(code_content, z_d0.to(pipe.device, model.dynamics.state_dtype), 0.0, (0.0,))
+        style = pipe.styles(code_content)[0]
+        anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
+        written += pipe.render(code, times, [OutputSpec(path, style)], anchor=anchor,
+                               audio=pipe.audio(drive, times) if drive else None)
+        samples.append({"seed": seed, "content": content_name, "motion": motion_name,
+                        "truncation": options.truncation})
+    return AppResult(
+        command="generate", inputs={"content": content_name, "motion": motion_name}, outputs=tuple(written),
+        source_frames=drive.frame_count if drive else 0, source_fps=drive.fps if drive else times.fps,
+        crop=None if drive is None or drive.track is not None else tuple(drive.crop),  # type: ignore[arg-type]
+        aligned={s.role: s.track is not None for s in (given, drive) if s is not None},
+        nfe=pipe.nfe, timings=pipe.progress.report(), options=as_dict(options), anchor=options.anchor,
+        samples=tuple(samples),
+    )
+
+
+def _mapping_content(model: Any, seed: int, truncation: float) -> Any:
+    """A content code from the generator's mapping network: ``w̄ + ψ·(mapping(z) − w̄)`` in every
+    W+ row, z drawn from the seed (``w̄``: the generator's ``latent_avg``, else the mean of 4096
+    mapped z)."""
+    import torch
+
+    from .model.prior import sample_generator
+
+    generator = model.generator
+    device = next(generator.parameters()).device
+    z = torch.randn(1, generator.style_dim, generator=sample_generator(seed, 2)).to(device)
+    with torch.no_grad():
+        w = generator.mapping(z)
+        center = generator.latent_avg if generator.latent_avg is not None else generator.mean_latent()
+        w = generator.truncate(w, truncation, center.reshape(1, -1))
+    return w.expand(model.config.n_latent, -1).clone()  # n D
+
+
+def _content_source(content: PathLike | str | None) -> tuple[str, Source | None, Path | None]:
+    """``(kind, image or video source, latents path)`` of ``--content``, checked before loading."""
+    from .invert import load_latents
+    from .options import CONTENT_SOURCES
+
+    if content is None or (isinstance(content, str) and content in CONTENT_SOURCES):
+        return (content or "auto"), None, None
+    path = Path(content)
+    if not path.is_file():
+        raise InputError(f"--content {path} does not exist; give an image, a video, a latents file "
+                         f"or one of {', '.join(CONTENT_SOURCES)}")
+    if path.suffix.lower() == ".pt":
+        try:
+            load_latents(path)
+        except InputError as err:
+            raise InputError(f"--content {path} is not a latents file from `vsode invert` ({err})") from None
+        return "latents", None, path
+    return "file", open_source(path, role="content"), None
+
+
+def _generate_paths(output: PathLike | Sequence[PathLike] | None, seeds: list[int]) -> list[Path]:
+    if output is None:
+        return [Path.cwd() / f"generate-seed{s}.mp4" for s in seeds]
+    if isinstance(output, (str, os.PathLike)):
+        path = Path(output)
+        if len(seeds) == 1:
+            return [path]
+        return [path.with_name(f"{path.stem}-seed{s}{path.suffix}") for s in seeds]
+    return _paths(output, [Path(f"generate-seed{s}.mp4") for s in seeds])
 
 
 # --- invert ----------------------------------------------------------------------------------------

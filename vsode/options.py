@@ -386,6 +386,10 @@ class RenderOptions:
             outputs keep detail the encoder's codes lose. Inputs given as ``--latents`` carry the
             tuning they were inverted with.
         seed: seeds the tuning's sampling of frames and codes.
+        generator: render the W+ with this StyleGAN2 instead of the model's own (a registry name,
+            e.g. a ``stylegan2-finetune`` entry, or a checkpoint file): a generator fine-tuned from
+            the model's shares its W space, so the output keeps the content and motion in its style.
+            Its W+ layout (rows × width) must be the model's; None renders with the model's own.
     """
 
     model: str = DEFAULT_MODEL
@@ -405,6 +409,7 @@ class RenderOptions:
     anchor: str = "inversion"
     tune: int = 0
     seed: int = 0
+    generator: str | None = None
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -434,6 +439,10 @@ class RenderOptions:
         _problem_if(not _whole(self.tune, 0), problems,
                     f"--tune {self.tune} must be a whole number of steps, 0 (no tuning) or more")
         _problem_if(not _whole(self.seed, 0), problems, f"--seed {self.seed} must be a whole number >= 0")
+        if self.generator is not None:
+            object.__setattr__(self, "generator", str(self.generator))
+            _problem_if(not self.generator.strip(), problems,
+                        "--generator is empty; give a registry name or a StyleGAN2 checkpoint file")
 
     def check_frame_count(self, count: int) -> None:
         """Refuse (exit 2) an output of more than ``max_frames`` frames, before any work."""
@@ -586,6 +595,66 @@ class BlendOptions(RenderOptions):
             object.__setattr__(self, "parsed_region", parse_region(self.region))
         except InputError as err:
             problems.append(str(err))
+
+
+# `vsode generate`: the length and rate of a sample whose motion comes from the prior.
+GENERATE_SECONDS = 2.0
+GENERATE_FPS = Fraction(25)
+# Where a generated video's content code comes from, besides an image or latents file: the model's
+# prior (fitted on its training clips), the generator's mapping network, or ``auto`` (the prior
+# when the model has one, else the mapping network).
+CONTENT_SOURCES = ("auto", "prior", "mapping")
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerateOptions(RenderOptions):
+    """``vsode generate``: new videos sampled from the model.
+
+    Attributes:
+        seconds: length of each video (default :data:`GENERATE_SECONDS`, or the ``--motion``
+            video's duration).
+        fps: frame rate (default :data:`GENERATE_FPS`, or the ``--motion`` video's rate).
+        seed: the first video's seed; video k has seed ``seed + k``, and a seed always gives the
+            same video (whatever ``count``).
+        count: how many videos to write.
+        truncation: ψ in (0, 1]: a sampled content code is ``mean + ψ·(draw − mean)`` (the
+            mapping network's ``w`` about its ``latent_avg``, the prior's about its mean).
+    """
+
+    seconds: float | Fraction | None = None
+    fps: Fraction | None = None
+    seed: int = 0
+    count: int = 1
+    truncation: float = 1.0
+
+    def _check(self, problems: list[str]) -> None:
+        super()._check(problems)
+        if self.seconds is not None:
+            ok = not isinstance(self.seconds, bool) and isinstance(self.seconds, (int, float, Fraction)) \
+                and math.isfinite(self.seconds) and self.seconds > 0
+            _problem_if(not ok, problems, f"--seconds {self.seconds} must be a positive number of seconds, e.g. --seconds 2")
+        if self.fps is not None:
+            try:
+                object.__setattr__(self, "fps", parse_rate(self.fps))
+            except InputError as err:
+                problems.append(str(err))
+        _problem_if(not _whole(self.seed, 0), problems, f"--seed {self.seed} must be a whole number >= 0")
+        _problem_if(not _whole(self.count, 1), problems, f"--count {self.count} must be a whole number of videos >= 1")
+        psi = self.truncation
+        ok = not isinstance(psi, bool) and isinstance(psi, (int, float)) and math.isfinite(psi) and 0 < psi <= 1
+        _problem_if(not ok, problems, f"--truncation {psi} must lie in (0, 1]: 1 samples the whole distribution, "
+                                      "0.7 stays nearer the average face")
+
+    def frame_times(self, motion_duration: Fraction | None = None, motion_fps: Fraction | None = None) -> FrameTimes:
+        """The frames of each video: ``round(seconds·fps)`` (at least 1) from 0."""
+        fps = self.fps or motion_fps or GENERATE_FPS
+        if self.seconds is not None:
+            seconds = Fraction(self.seconds).limit_denominator(1_000_000)
+        else:
+            seconds = Fraction(motion_duration) if motion_duration is not None else Fraction(GENERATE_SECONDS)
+        count = max(1, round(seconds * fps))
+        self.check_frame_count(count * self.count)
+        return FrameTimes.regular(count, fps)
 
 
 def as_dict(options: Any) -> dict[str, Any]:

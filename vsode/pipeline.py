@@ -104,6 +104,33 @@ class OutputVideo:
         }
 
 
+def swap_generator(model: VidStyleODE, name: str, *, label: str, cache_dir: Any = None,
+                   progress: Progress | None = None) -> Any:
+    """The StyleGAN2 ``name`` (registry name or file) to render ``model``'s W+ with, checked to take
+    the same W+ layout (rows × width; the resolution may differ). A registered fine-tune of another
+    base generator than the model's is used with a note."""
+    from .checkpoints import REGISTRY
+    from .model import load_backbone
+
+    generator = load_backbone("generator", name, cache_dir=cache_dir)
+    cfg = model.config
+    own = model.generator
+    if (generator.n_latent, generator.style_dim) != (cfg.n_latent, cfg.style_dim):
+        base = (model.backbone_refs.get("generator") or {}).get("name") or cfg.backbones.generator
+        raise InputError(
+            f"generator {name} has a {generator.n_latent}×{generator.style_dim} W+ layout "
+            f"({generator.resolution}×{generator.width} px) but model {label} renders {cfg.n_latent}×{cfg.style_dim} "
+            f"W+ ({base}, {own.resolution}×{own.width} px); give a generator fine-tuned from {base}"
+        )
+    if name in REGISTRY:
+        entry = REGISTRY.get(name)
+        base = (model.backbone_refs.get("generator") or {}).get("name") or cfg.backbones.generator
+        if entry.base is not None and base is not None and entry.base != base:
+            ensure(progress).log(f"note: generator {name} was fine-tuned from {entry.base}, not from {base}, "
+                                 "the model's; its W space may differ")
+    return generator.eval()
+
+
 def _exact_cfr(fps: Fraction) -> bool:
     """Whether ffmpeg keeps this constant rate exact without explicit timestamps: a rate whose
     terms pass 65535 (120000/1001) is otherwise rounded by the encoder's time base (to 120)."""
@@ -134,9 +161,12 @@ class Pipeline:
             self.progress.synchronize = torch.cuda.synchronize
         self.bf16 = use_bf16(options.precision, device)
         self.nfe = 0
-        self.generator = model.generator  # what renders: the model's, or a copy tuned on the content input
-        self.tuning: dict[str, Any] | None = None  # the tuning report of that copy
         self._base_styles: dict[tuple, torch.Tensor] = {}
+        # what renders the output's W+: the model's generator, the one --generator swaps in, or a
+        # copy of the model's tuned on the content input (--tune); the style code and the
+        # inversions always use the model's own
+        self.renderer = model.generator
+        self.tuning: dict[str, Any] | None = None  # the tuning report of a tuned renderer
 
     @classmethod
     def load(cls, options: RenderOptions, *, need_encoder: bool, progress: Progress | None = None) -> "Pipeline":
@@ -154,7 +184,12 @@ class Pipeline:
                 fix = ("invert the input with `vsode invert --encoder NAME` and pass --latents"
                        if kind == "encoder" else f"it must name its {kind}; retrain or re-save it")
                 raise InputError(f"model {options.model} names no {kind}; {fix}") from None
-        return cls(model, options, device, scope)
+        pipe = cls(model, options, device, scope)
+        if options.generator is not None:
+            with scope.stage("load generator"):
+                pipe.renderer = swap_generator(model, options.generator, label=options.model,
+                                               cache_dir=options.cache_dir, progress=scope).to(device)
+        return pipe
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -234,7 +269,10 @@ class Pipeline:
                 self.progress.log(f"note: --tune is not applied to --latents {source.path}; "
                                   "tune with `vsode invert --tune N` and pass that file")
             return
-        self.generator = latents.tuned_generator(self.model.generator).to(self.device)
+        if self.options.generator is not None:
+            raise InputError(f"--generator {self.options.generator} cannot render a tuned inversion (the tuning is of "
+                             "the model's own generator); drop --tune (or the tuned --latents) or --generator")
+        self.renderer = latents.tuned_generator(self.model.generator).to(self.device)
         self.tuning = {k: latents.tuning.get(k) for k in ("steps", "frames", "psnr_before_db", "psnr_after_db",
                                                           "seconds_per_step")}
 
@@ -352,7 +390,7 @@ class Pipeline:
         model, options = self.model, self.options
         if self.model.normalise_times([float(times.start)], code.t0)[0] < 0:
             raise VsodeError(f"output time {float(times.start)} s is before the video's first frame")
-        generator = model.generator
+        generator = self.renderer
         dtype = torch.bfloat16 if self.bf16 else None
         n, batch = len(times), options.batch_size
         paste = self.pastes(canvas)
@@ -424,13 +462,13 @@ class Pipeline:
 
     def _synthesize(self, w: torch.Tensor, dtype: torch.dtype | None) -> torch.Tensor:
         """G(W+) as frames in [0, 1] on the CPU."""
-        images = self.generator.synthesize(w, noise="const", dtype=dtype).float()
+        images = self.renderer.synthesize(w, noise="const", dtype=dtype).float()
         return ((images.clamp(-1, 1) + 1) / 2).cpu()
 
     def pixel_mask(self, mask: torch.Tensor) -> torch.Tensor:
         """A mask on the dynamics grid as the generator's H×W pixel weights (bilinear, so its edges
         fall off over a cell)."""
-        g = self.model.generator
+        g = self.renderer
         grid = self.model.check_blend_mask(mask).float()[None, None]
         return torch.nn.functional.interpolate(grid, size=(g.resolution, g.width), mode="bilinear",
                                                align_corners=False)[0, 0].clamp(0, 1)

@@ -19,7 +19,9 @@ from typing import Iterable, Iterator
 
 from ..errors import InputError
 
-KINDS = ("stylegan2", "psp", "e4e", "clip", "dino", "vidstyleode", "builtin")
+# "stylegan2-finetune": a StyleGAN2 fine-tuned from another (``base``) to a new domain, sharing its
+# W space, so that any model of the base renders its W+ in the new style (``--generator NAME``).
+KINDS = ("stylegan2", "stylegan2-finetune", "psp", "e4e", "clip", "dino", "vidstyleode", "builtin")
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -69,6 +71,8 @@ class Entry:
         aligns video first) or ``"none"`` (frames are used as they are, e.g. the demo world, whose
         faces are aligned by construction).
     notes: what is not known, and anything a user should read before relying on the file.
+    base: for a ``stylegan2-finetune``, the registry name of the generator it was fine-tuned from
+        (whose W space it shares); None for every other kind.
     """
 
     name: str
@@ -85,6 +89,7 @@ class Entry:
     builtin_package: str = "vsode"
     notes: str = ""
     alignment: str = "ffhq"
+    base: str | None = None
 
     def __post_init__(self) -> None:
         # Registry data is code: a bad entry is a programming error, hence ValueError.
@@ -102,6 +107,8 @@ class Entry:
             raise ValueError(f"{self.name}: sha256 must be 64 lower-case hex digits or None")
         if self.sha256_verified and self.sha256 is None:
             raise ValueError(f"{self.name}: sha256_verified needs a sha256")
+        if (self.kind == "stylegan2-finetune") != (self.base is not None):
+            raise ValueError(f"{self.name}: a stylegan2-finetune entry, and only one, names its base generator")
         if self.kind == "builtin" and self.builtin_path is None:
             raise ValueError(f"{self.name}: a builtin bundle needs builtin_path")
         if self.builtin_path is not None and (self.urls or self.drive_url):
@@ -154,6 +161,7 @@ class Entry:
             "drive_url": self.drive_url,
             "builtin": self.builtin,
             "notes": self.notes,
+            "base": self.base,
         }
 
 
@@ -348,6 +356,19 @@ BUILTIN: tuple[Entry, ...] = (
         description="Tiny StyleGAN2 (64 px, style_dim 128) for the demo world; scripts/train_demo_autoencoder.py",
     ),
     Entry(
+        name="stylegan2-demo-poster",
+        kind="stylegan2-finetune",
+        base="stylegan2-demo",
+        file_name="stylegan2-demo-poster.pt",
+        size=2002779,
+        sha256="2cc4ac607e5e22bc4dfc9dfa3dd20ffb63a3590b27c882718f273983f8fc3a52",
+        sha256_verified=True,
+        builtin_path="assets/demo/stylegan2-demo-poster.pt",
+        licence=_VSODE_LICENCE,
+        description="stylegan2-demo fine-tuned to the posterised demo world (same W space); "
+        "scripts/train_demo_restyled.py",
+    ),
+    Entry(
         name="psp-demo",
         kind="psp",
         file_name="psp-demo.pt",
@@ -363,12 +384,13 @@ BUILTIN: tuple[Entry, ...] = (
         name="vidstyleode-demo",
         kind="vidstyleode",
         file_name="vidstyleode-demo.pt",
-        size=8895303,
-        sha256="36e503ca1c0812e483eada044296e02c63155b3319081f49d0d74ee4ff21ee2f",
+        size=9262907,
+        sha256="57c4bce7ca21ea4d89518fbf0c8fa64b7a1df84dc31766de3b8907ef0a6da694",
         sha256_verified=True,
         builtin_path="assets/demo/vidstyleode-demo.pt",
         licence=_VSODE_LICENCE,
-        description="VidStyleODE (demo preset) trained by `vsode train` on the demo world; scripts/train_demo_model.py",
+        description="VidStyleODE (demo preset) trained by `vsode train` on the demo world, with the prior "
+        "`vsode generate` samples; scripts/train_demo_model.py, scripts/fit_demo_prior.py",
     ),
 )
 

@@ -56,6 +56,10 @@ def _register() -> None:
     app.command("prepare")(prepare.prepare)
     app.command("train")(train.train)
 
+    from . import fit_prior
+
+    app.command("fit-prior")(fit_prior.fit_prior)
+
     from . import import_official
 
     app.command("import-official")(import_official.import_official)
@@ -67,6 +71,10 @@ def _register() -> None:
     app.command("interpolate")(interpolate.interpolate)
     app.command("extrapolate")(extrapolate.extrapolate)
     app.command("blend-motion")(blend_motion.blend_motion)
+
+    from . import generate
+
+    app.command("generate")(generate.generate)
 
     from . import demo
 

@@ -74,3 +74,7 @@ AnchorOpt = Annotated[str, typer.Option(
          "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]
 
 TuneSeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seeds --tune's sampling of frames and codes.")]
+GeneratorOpt = Annotated[Optional[str], typer.Option(
+    "--generator", metavar="NAME|PATH",
+    help="Render with this StyleGAN2 instead of the model's own: a generator fine-tuned from the model's "
+         "(same W+ rows and width) keeps the content and motion in its style, e.g. stylegan2-demo-poster.")]

@@ -103,5 +103,17 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
         f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "
         f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}",
     ]
+    if "animate-poster" in s:
+        p = s["animate-poster"]
+        lines.append(f"  animate, poster generator: r(mouth) {num(p['r_mouth_open'])}, r(head x) {num(p['r_head_x'])}, "
+                     f"r(head y) {num(p['r_head_y'])} (at most {num(p['r_change_max'])} from the unswapped); "
+                     f"palette distance {num(p['palette_distance'], digits=3)} (unswapped "
+                     f"{num(p['unswapped_palette_distance'], digits=3)})")
+    if "generate" in s:
+        g = s["generate"]
+        lines.append(f"  generate:     {g['distinct_looks']} distinct looks in 2 samples; motion energy "
+                     f"x{num(g['energy_ratio'])} the real clips', x{num(g['energy_ratio_vs_animate'])} animate's")
+    else:
+        lines.append(f"  generate:     {report['scores'].get('generate', {}).get('skipped', 'not run')}")
     lines.append(f"  look at {out_dir}/contact_sheet.png and the videos beside it; report.json has every score")
     return "\n".join(lines)

@@ -228,6 +228,19 @@ def read_pixels(frames: torch.Tensor, params: VideoParams, times: Sequence[float
         best = dist.argmin(-1).tolist()
         picks[a] = [names[i] if bool(torch.isfinite(mean[k]).all()) else "none" for k, i in enumerate(best)]
     return picks
+def majority(read: Readings) -> dict[str, str]:
+    """The value read on most frames, per attribute (ties: vocabulary order): what a clip shows."""
+    out = {}
+    for attribute, values in read.items():
+        names = list(ATTRIBUTES[attribute])
+        out[attribute] = max(names, key=lambda v: (list(values).count(v), -names.index(v)))
+    return out
+
+
+def distinct_looks(reads: Sequence[Readings], attributes: Sequence[str] = NAMED) -> int:
+    """How many different combinations of ``attributes`` (each clip's :func:`majority`) the clips
+    show: generation's diversity across seeds."""
+    return len({tuple(majority(r)[a] for a in attributes) for r in reads})
 
 
 def eyes_visible(params: VideoParams, times: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -413,6 +426,24 @@ def motion_energy(frames: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
         raise InputError("the mask is empty: no motion energy can be measured inside it")
     change = (frames[1:].double() - frames[:-1].double()).abs().mean(dim=1)  # T-1 H W
     return ((change * w).sum(dim=(1, 2)) / w.sum()).numpy()
+
+
+def palette_distance(frames: torch.Tensor, levels: int) -> float:
+    """How far the frames' colours are from a poster palette: the mean distance of every channel
+    value to the nearest of ``levels`` evenly spaced values in [0, 1] (0 for a posterised frame; at
+    most ``1 / (2 (levels − 1))``). The colour statistic that shows the restyled generator's style."""
+    steps = levels - 1
+    x = frames.double().clamp(0, 1) * steps
+    return float((x - torch.round(x)).abs().mean() / steps)
+
+
+def energy_ratio(generated: Sequence[torch.Tensor], real: Sequence[torch.Tensor]) -> float:
+    """The mean whole-frame :func:`motion_energy` of generated clips over that of real clips (1:
+    they move as much)."""
+    def mean_energy(clips: Sequence[torch.Tensor]) -> float:
+        return float(np.mean([motion_energy(c, torch.ones(c.shape[-2:])).mean() for c in clips]))
+
+    return mean_energy(generated) / mean_energy(real)
 
 
 def grid_to_pixels(mask: torch.Tensor | Sequence[Sequence[float]], size: int) -> torch.Tensor:

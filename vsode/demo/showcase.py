@@ -11,7 +11,12 @@ trained VidStyleODE (``--model``):
 - animate (the portrait moved by the driver),
 - interpolate (the 8 fps source to 24 fps, and the sparse case: the 3 fps source to 24 fps),
 - extrapolate (the source continued for 1 s),
-- blend-motion (the driver's motion in the mouth region of the source).
+- blend-motion (the driver's motion in the mouth region of the source),
+- animate again, rendered with the restyled generator ``stylegan2-demo-poster`` (``--generator``:
+  the same W+ in the posterised style; its motion is scored against the unswapped animate's and
+  its style by the palette distance),
+- generate (two new videos sampled from the model's prior; scored for how many distinct looks the
+  demo CLIP reads and for their motion energy against the real source and driver clips).
 
 Beside every output it writes its ground truth (``<output>.truth.json``,
 :class:`vsode.demo.evaluate.Truth`, naming the input video the output was made from), scores the
@@ -45,7 +50,15 @@ from ..progress import Progress, ensure
 from ..video import VideoWriter, probe
 from . import scores as S
 from .evaluate import Readers, Truth, evaluate, read_output, write_truth
-from .world import VideoParams, caption, render_times, sample_params, with_appearance, with_motion
+from .world import (
+    POSTER_LEVELS,
+    VideoParams,
+    caption,
+    render_times,
+    sample_params,
+    with_appearance,
+    with_motion,
+)
 
 DEMO_ENCODER = "psp-demo"
 DEMO_CLIP = "clip-demo"
@@ -59,6 +72,8 @@ EXTRAPOLATE_SECONDS = 1
 # (2.0); at the released face default of 1.3 its hair edits do not land.
 EDIT_STRENGTH = 2.0
 BLEND_REGION = "mouth"
+RESTYLED_GENERATOR = "stylegan2-demo-poster"  # stylegan2-demo fine-tuned to the posterised world
+GENERATED = ("generate-1.mp4", "generate-2.mp4")  # `vsode generate --seed SEED --count 2`
 # Edit targets, in order of preference: the first one the source does not already have.
 HAIR_TARGETS = ("blonde", "red", "black", "grey", "brown")
 EYE_TARGETS = ("blue", "green", "brown", "grey")
@@ -73,6 +88,7 @@ APPS = {
     "interpolate-sparse.mp4": "interpolate",
     "extrapolate.mp4": "extrapolate",
     "blend-motion.mp4": "blend",
+    "animate-poster.mp4": "animate",
 }
 
 
@@ -91,6 +107,7 @@ OUTPUTS = (
     "source_recon.mp4",
     *APPS,
     *(truth_name(name) for name in APPS),
+    *GENERATED,
     "contact_sheet.png",
     "report.json",
 )
@@ -336,6 +353,10 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         shown[name] = frames
         with progress.stage(f"score {name}"):
             report["scores"][name.rsplit(".", 1)[0]] = evaluate(frames, truth, readers, folder=out)
+    for name in ("animate", "animate-poster"):
+        report["scores"][name]["style"] = {"palette_distance": round(S.palette_distance(shown[f"{name}.mp4"],
+                                                                                        POSTER_LEVELS), 4)}
+    generated = _generate(out, options, report, readers, (src_frames, drv_frames), shown["animate.mp4"], progress)
     report["summary"] = summarise(report["scores"])
     tuned = {name: app["tuning"] for name, app in report["apps"].items() if app.get("tuning")}
     if tuned:  # the frames' reconstruction PSNR (at the output size) before and after --tune
@@ -361,6 +382,8 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         _Row("interpolate 3 to 24 fps", shown["interpolate-sparse.mp4"], seconds_of["interpolate-sparse.mp4"]),
         _Row(f"extrapolate +{EXTRAPOLATE_SECONDS} s", shown["extrapolate.mp4"], seconds_of["extrapolate.mp4"]),
         _Row(f"blend-motion ({BLEND_REGION})", shown["blend-motion.mp4"], seconds_of["blend-motion.mp4"]),
+        _Row("animate, poster generator", shown["animate-poster.mp4"], seconds_of["animate-poster.mp4"]),
+        *(_Row(f"generate (seed {seed})", frames, t.tolist()) for seed, frames in generated),
     ]
     span = float(seconds) + EXTRAPOLATE_SECONDS
     columns = [round(i * span / SHEET_COLUMNS, 6) for i in range(SHEET_COLUMNS)]
@@ -425,6 +448,12 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     truths["animate.mp4"] = Truth("animate", ran("animate", result, started), with_motion(portrait, driver),
                                   driver=driver, crf=CRF)
 
+    started = time.perf_counter()
+    result = api.animate(out / "portrait.png", drv, AnimateOptions(generator=RESTYLED_GENERATOR, **common),
+                         outputs=[out / "animate-poster.mp4"], progress=progress)
+    truths["animate-poster.mp4"] = Truth("animate", ran("animate-poster", result, started, generator=RESTYLED_GENERATOR),
+                                         with_motion(portrait, driver), driver=driver, crf=CRF)
+
     for name, given in (("interpolate.mp4", slow), ("interpolate-sparse.mp4", out / "source-3fps.mp4")):
         started = time.perf_counter()
         result = api.interpolate(given, InterpolateOptions(fps=INTERPOLATE_TO, **common), output=out / name,
@@ -446,6 +475,40 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     return truths
 
 
+def _generate(out: Path, options: DemoOptions, report: dict, readers: Readers, real: tuple[torch.Tensor, ...],
+              animated: torch.Tensor, progress: Progress) -> list[tuple[int, torch.Tensor]]:
+    """`vsode generate` of two videos from the model's prior, scored: the looks the demo CLIP reads
+    on each and how many are distinct, their motion energy over the real clips' (the source's and
+    the driver's, at the model's size), and over the animate output's (the model's own motion of a
+    real driver, rendered the same way). Skipped, with a note, for a model without a prior."""
+    from .. import api
+    from ..model import load_model
+    from ..options import GenerateOptions
+
+    if load_model(options.model, backbones=False).prior is None:
+        report["scores"]["generate"] = {"skipped": f"model {options.model} has no prior; fit one with `vsode fit-prior`"}
+        return []
+    seed = options.seed
+    started = time.perf_counter()
+    result = api.generate(GenerateOptions(seconds=options.seconds, fps=options.fps, seed=seed, count=len(GENERATED),
+                                          model=options.model, device=options.device, force=options.force,
+                                          use_cache=False, batch_size=16, crf=CRF, anchor=options.anchor),
+                          output=[out / name for name in GENERATED], progress=progress)
+    report["apps"]["generate"] = {"seconds": round(time.perf_counter() - started, 3), "nfe": result.nfe,
+                                  "outputs": [o.to_dict() for o in result.outputs], "samples": list(result.samples)}
+    with progress.stage("score generate"):
+        clips = [read_output(out / name) for name in GENERATED]
+        reads = [S.read_attributes(readers.clip, frames) for frames in clips]
+        size = clips[0].shape[-1]
+        report["scores"]["generate"] = {
+            "looks": [S.majority(r) for r in reads],
+            "distinct_looks": S.distinct_looks(reads),
+            "energy_ratio": round(S.energy_ratio(clips, [_resize(r, size) for r in real]), 4),
+            "energy_ratio_vs_animate": round(S.energy_ratio(clips, [_resize(animated, size)]), 4),
+        }
+    return [(seed + k, frames) for k, frames in enumerate(clips)]
+
+
 def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The headline numbers of every application's scores (what ``vsode demo`` prints)."""
     out: dict[str, Any] = {}
@@ -464,6 +527,17 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
     for name in ("interpolate", "interpolate-sparse"):
         out[name] = _versus_baselines(scores[name]["interpolation"])
     out["extrapolate"] = _versus_baselines(scores["extrapolate"]["extrapolation"])
+    if "animate-poster" in scores:
+        p = scores["animate-poster"]
+        change = [abs(p["correlation"][k] - a["correlation"][k]) for k in a["correlation"]
+                  if p["correlation"][k] is not None and a["correlation"][k] is not None]
+        out["animate-poster"] = {**{f"r_{k}": v for k, v in p["correlation"].items()},
+                                 "r_change_max": round(max(change), 4) if change else None,
+                                 "palette_distance": p["style"]["palette_distance"],
+                                 "unswapped_palette_distance": a["style"]["palette_distance"]}
+    if "generate" in scores and "skipped" not in scores["generate"]:
+        g = scores["generate"]
+        out["generate"] = {k: g[k] for k in ("distinct_looks", "energy_ratio", "energy_ratio_vs_animate")}
     b = scores["blend-motion"]["blend"]
     out["blend-motion"] = {"inside_corr_b": b["inside"]["corr_b"], "inside_corr_a": b["inside"]["corr_a"],
                            "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"]}
@@ -544,4 +618,4 @@ def _sheet(rows: list[_Row], columns: list[float], size: int) -> Any:
     return image
 
 
-__all__ = ["APPS", "DemoOptions", "OUTPUTS", "check_model", "run_demo", "summarise", "truth_name"]
+__all__ = ["APPS", "DemoOptions", "GENERATED", "OUTPUTS", "check_model", "run_demo", "summarise", "truth_name"]

@@ -450,6 +450,20 @@ def render(params: VideoParams, t: float, *, size: int = 64, **kwargs: Any) -> t
     return render_times(params, [t], size=size, **kwargs)[0]
 
 
+# The restyled world of the demo's fine-tuned generator (`stylegan2-demo-poster`): every colour
+# channel snapped to this many flat levels, as a poster print of few inks would show it.
+POSTER_LEVELS = 4
+
+
+def posterise(frames: torch.Tensor, levels: int = POSTER_LEVELS) -> torch.Tensor:
+    """Frames in [0, 1] with each channel rounded to the nearest of ``levels`` evenly spaced values
+    (0, 1/3, 2/3, 1 for 4): the flat-colour restyling of the demo world."""
+    if levels < 2:
+        raise InputError(f"posterise needs at least 2 levels, got {levels}")
+    steps = levels - 1
+    return torch.round(frames.clamp(0, 1) * steps) / steps
+
+
 def region_masks(
     params: VideoParams,
     times: float | Sequence[float] | np.ndarray | torch.Tensor,

@@ -4,6 +4,7 @@
 - :mod:`.module`: :class:`VidStyleODE` and the one encode → solve → decode path
   (:class:`VideoCode`, :class:`Trajectory`);
 - :mod:`.anchor`: anchored rendering (the inversions' per-frame detail kept);
+- :mod:`.prior`: the prior over motion states and content codes that ``vsode generate`` samples;
 - :mod:`.io`: building, saving and loading models and the frozen backbones they name.
 """
 

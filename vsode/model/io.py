@@ -2,7 +2,8 @@
 frozen backbones they name.
 
 Checkpoints hold the config, the trainable weights and the name + SHA-256 of the frozen backbones
-the model was trained with; :func:`load_model` resolves those through the checkpoint manager.
+the model was trained with; :func:`load_model` resolves those through the checkpoint manager. Once
+fitted, the prior ``vsode generate`` samples (:mod:`.prior`) is kept beside them under ``"prior"``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ..errors import ChecksumError, InputError
 from .config import BACKBONE_KINDS, FORMAT, ModelConfig
 from .presets import as_config
 from .module import VidStyleODE
+from .prior import Prior
 
 # --- building, saving, loading -------------------------------------------------------------------
 
@@ -44,6 +46,8 @@ def model_checkpoint(model: VidStyleODE, *, extra: Mapping[str, Any] | None = No
         "backbones": {k: (dict(v) if v else None) for k, v in model.backbone_refs.items()},
         "state_dict": state,
     }
+    if model.prior is not None:
+        ckpt["prior"] = model.prior.to_dict()
     if extra:
         ckpt.update(extra)
     return ckpt
@@ -77,6 +81,10 @@ def model_from_checkpoint(ckpt: Mapping[str, Any], *, label: str = "checkpoint")
     model.load_state_dict(state, strict=True)
     refs = ckpt.get("backbones") or {}
     model.backbone_refs = {k: (dict(refs[k]) if refs.get(k) else None) for k in BACKBONE_KINDS}
+    if ckpt.get("prior") is not None:
+        prior = Prior.from_dict(ckpt["prior"])
+        prior.check((config.dynamics.state_channels, *config.dynamics.grid), (config.n_latent, config.style_dim), label)
+        model.prior = prior
     return model
 
 

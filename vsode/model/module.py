@@ -32,6 +32,7 @@ from ..modulation import Mapper, Modulation
 from ..progress import Progress, Stage, ensure
 from .anchor import Anchor, rows_read
 from .config import BACKBONE_KINDS, CONTENT_MODES, ModelConfig
+from .prior import Prior
 
 # --- the model -------------------------------------------------------------------------------------
 
@@ -103,6 +104,7 @@ class VidStyleODE(nn.Module):
         self.mapper = Mapper(config.mapper)
         self._backbones: dict[str, Any] = {}
         self.backbone_refs: dict[str, dict[str, Any] | None] = {k: None for k in BACKBONE_KINDS}
+        self.prior: Prior | None = None  # what `vsode generate` samples (fitted after training; not weights)
 
     # -- backbones (frozen, not saved) --
 
@@ -126,6 +128,15 @@ class VidStyleODE(nn.Module):
         if module is None:
             raise InputError(f"this VidStyleODE has no {kind} attached; load it with load_model or attach({kind}=...)")
         return module
+
+    def require_prior(self, label: str = "this model") -> Prior:
+        """The model's :class:`~vsode.model.prior.Prior`, or an error naming the command that fits one."""
+        if self.prior is None:
+            raise InputError(
+                f"{label} has no prior to sample motion from; fit one with `vsode fit-prior MODEL DATA -o OUT.pt` "
+                "on its prepared training folder, or give --motion VIDEO"
+            )
+        return self.prior
 
     @property
     def generator(self) -> Any:
