@@ -73,7 +73,7 @@ class InvertOptions:
         tune: pivotal-tuning steps after the inversion (0 = none): a copy of the generator is
             fine-tuned around the frames' codes (:mod:`vsode.tune`) and stored with the latents.
         tune_lr: its Adam learning rate.
-        seed: seeds tuning's sampling of frames and codes.
+        seed: seeds tuning's sampling of frames and codes (None: 0).
     """
 
     encoder: str = DEFAULT_ENCODER
@@ -92,7 +92,7 @@ class InvertOptions:
     track: Path | None = None
     tune: int = 0
     tune_lr: float = DEFAULT_TUNE_LR
-    seed: int = 0
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         if self.align not in ALIGN_MODES:
@@ -113,7 +113,8 @@ class InvertOptions:
 
     def tune_settings(self) -> TuneSettings:
         """The pivotal tuning these options ask for (``steps`` 0: none)."""
-        return TuneSettings(steps=self.tune, lr=self.tune_lr, batch_size=min(self.batch_size, TUNE_BATCH), seed=self.seed)
+        return TuneSettings(steps=self.tune, lr=self.tune_lr, batch_size=min(self.batch_size, TUNE_BATCH),
+                            seed=self.seed or 0)
 
 
 @dataclass

@@ -87,7 +87,7 @@ def invert(
         options = build_options(
             InvertOptions, ctx.params,
             skip=("video", "output", "preview", "preview_size", "save_track", "seed", "force"),
-            seed=seed or 0,
+            seed=seed,
         )
         result = run(video, options, output=output, preview=preview, preview_size=preview_size,
                      save_track=save_track, seed=seed, force=force, progress=ui.progress)

@@ -449,7 +449,9 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
                                   driver=driver, crf=CRF)
 
     started = time.perf_counter()
-    result = api.animate(out / "portrait.png", drv, AnimateOptions(generator=RESTYLED_GENERATOR, **common),
+    # a swapped generator renders the portrait's plain inversion (tuning is of the model's own generator)
+    result = api.animate(out / "portrait.png", drv, AnimateOptions(**{**common, "generator": RESTYLED_GENERATOR,
+                                                                      "tune": 0}),
                          outputs=[out / "animate-poster.mp4"], progress=progress)
     truths["animate-poster.mp4"] = Truth("animate", ran("animate-poster", result, started, generator=RESTYLED_GENERATOR),
                                          with_motion(portrait, driver), driver=driver, crf=CRF)
