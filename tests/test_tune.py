@@ -192,3 +192,26 @@ def test_cli_tune_reports_and_refuses_bad_input(clip, tmp_path):
     for command in (["invert", str(clip)], ["edit", str(clip), "-p", "x"]):
         res = runner.invoke(app, [*command, "--tune", "-1"])
         assert res.exit_code == 2
+
+
+def test_tuned_interpolation_beats_blending_the_input_frames(tmp_path):
+    """The moonshot on the demo world: 8 → 24 fps, anchored and tuned, scored like-for-like as
+    `vsode demo` scores it. Measured at seed 0 with --tune 100: 28.21 dB against the frame blend's
+    27.45 (untuned 27.25), the tuned frames' reconstruction +4 to +5 dB."""
+    from vsode.api import interpolate
+    from vsode.demo.evaluate import Readers, Truth, evaluate, read_output
+    from vsode.options import InterpolateOptions
+    from vsode.video import probe
+
+    source = sample_params(0)
+    slow = np.arange(16) / 8
+    video = tmp_path / "source-8fps.mp4"
+    _write_clip(video, render_times(source, slow, size=64), Fraction(8), audio=None, force=True)
+    options = InterpolateOptions(fps=Fraction(24), tune=100, use_cache=False, device="cpu", batch_size=16)
+    result = interpolate(video, options, output=tmp_path / "out.mp4")
+    assert result.tuning["psnr_after_db"] > result.tuning["psnr_before_db"] + 3.0, result.tuning
+    truth = Truth("interpolate", probe(result.output.path).timestamps, source, source=source,
+                  source_times=probe(video).timestamps, crf=18, input=video.name)
+    scores = evaluate(read_output(result.output.path), truth, Readers(), folder=tmp_path)["interpolation"]
+    assert scores["psnr_db"] > scores["baselines_psnr_db"]["frame_blend"] + 0.3, scores
+    assert scores["psnr_db"] > scores["control_psnr_db"] + 0.5  # the inversions' own W+ lerp
