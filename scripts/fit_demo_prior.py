@@ -20,31 +20,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shlex
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from vsode.progress import LineProgress  # noqa: E402
-
-_say = LineProgress().log
-
-
-def _vsode(args: list[str], threads: int) -> dict:
-    """Run one vsode command in a child process with ``threads`` torch threads; its --json result."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
-    _say("vsode " + shlex.join(args))
-    done = subprocess.run([sys.executable, "-m", "vsode", *args, "--json"], env=env, stdout=subprocess.PIPE,
-                          check=False)
-    if done.returncode:
-        raise SystemExit(f"vsode {args[0]} failed with exit code {done.returncode}")
-    return json.loads(done.stdout)
+# the same child-process runner as the training script's (one vsode command, its --json result)
+from train_demo_model import _say, _vsode  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
