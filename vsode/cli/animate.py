@@ -10,7 +10,6 @@ import typer
 from ..options import AnimateOptions, RenderOptions
 from .appopts import (
     AnchorOpt,
-    TuneSeedOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -22,10 +21,10 @@ from .appopts import (
     RawPromptOpt,
     SourceOpt,
     StrengthOpt,
+    TuneSeedOpt,
     report,
 )
 from .common import (
-    TuneOpt,
     AlignOpt,
     BatchOpt,
     CacheDirOpt,
@@ -37,6 +36,7 @@ from .common import (
     NoCacheOpt,
     PrecisionOpt,
     QuietOpt,
+    TuneOpt,
     VerboseOpt,
     build_options,
     session,

@@ -10,7 +10,6 @@ import typer
 from ..options import BlendOptions, RenderOptions
 from .appopts import (
     AnchorOpt,
-    TuneSeedOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -18,10 +17,10 @@ from .appopts import (
     LatentsOpt,
     ModelOpt,
     OutputOpt,
+    TuneSeedOpt,
     report,
 )
 from .common import (
-    TuneOpt,
     AlignOpt,
     BatchOpt,
     CacheDirOpt,
@@ -33,6 +32,7 @@ from .common import (
     NoCacheOpt,
     PrecisionOpt,
     QuietOpt,
+    TuneOpt,
     VerboseOpt,
     build_options,
     session,

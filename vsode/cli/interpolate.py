@@ -10,7 +10,6 @@ import typer
 from ..options import InterpolateOptions, RenderOptions
 from .appopts import (
     AnchorOpt,
-    TuneSeedOpt,
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
@@ -19,10 +18,10 @@ from .appopts import (
     MaxFramesOpt,
     ModelOpt,
     OutputOpt,
+    TuneSeedOpt,
     report,
 )
 from .common import (
-    TuneOpt,
     AlignOpt,
     BatchOpt,
     CacheDirOpt,
@@ -34,6 +33,7 @@ from .common import (
     NoCacheOpt,
     PrecisionOpt,
     QuietOpt,
+    TuneOpt,
     VerboseOpt,
     build_options,
     session,
