@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -180,13 +181,17 @@ def measure_against_floor(
         for _, fn in blocks:
             fn()
         case_runs: list[float] = []
+        floor_runs: list[float] = []
         floor_best = [float("inf")] * len(floor)
         block_best = [float("inf")] * len(blocks)
         start = time.perf_counter()
         while len(case_runs) < rounds and (not case_runs or time.perf_counter() - start < budget_s):
             case_runs.append(_timed(case))
+            floor_runs.append(0.0)
             for i, (_, _, fn) in enumerate(floor):
-                floor_best[i] = min(floor_best[i], _timed(fn))
+                t = _timed(fn)
+                floor_runs[-1] += t
+                floor_best[i] = min(floor_best[i], t)
             for i, (_, fn) in enumerate(blocks):
                 block_best[i] = min(block_best[i], _timed(fn))
     per_res: dict[int, dict] = {}
@@ -197,7 +202,8 @@ def measure_against_floor(
     for (res, _), t in zip(blocks, block_best):
         per_res[res]["block_ms"] = t * 1e3
         per_res[res]["ratio"] = per_res[res]["block_ms"] / per_res[res]["floor_ms"]
-    return {"case_s": min(case_runs), "runs_s": case_runs, "floor_s": sum(floor_best),
+    return {"case_s": min(case_runs), "runs_s": case_runs, "floor_s": sum(floor_best), "floor_runs_s": floor_runs,
+            "x_floor_median": statistics.median([c / f for c, f in zip(case_runs, floor_runs)]),
             "per_resolution": list(per_res.values())}
 
 
@@ -250,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
                             "ms_per_frame": best / batch * 1e3,
                             "floor_ms_per_frame": m["floor_s"] / batch * 1e3,
                             "x_floor": best / m["floor_s"],
+                            "x_floor_median": m["x_floor_median"],
+                            "floor_runs_s": m["floor_runs_s"],
                             "gflop_per_frame": flops / batch / 1e9,
                             "gflops": flops / best / 1e9,
                             "runs_s": m["runs_s"],
@@ -259,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     print(
                         f"size {size} batch {batch} {impl} {name}: {best / batch * 1e3:.0f} ms/frame, "
-                        f"floor {m['floor_s'] / batch * 1e3:.0f} ms/frame (x{best / m['floor_s']:.2f})",
+                        f"floor {m['floor_s'] / batch * 1e3:.0f} ms/frame (x{best / m['floor_s']:.2f}, "
+                        f"median of rounds x{m['x_floor_median']:.2f})",
                         file=sys.stderr,
                     )
     peaks_after = measure_peaks()
@@ -282,14 +291,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(
-        "| size | batch | impl | dtype | ms/frame | floor ms/frame | × floor | GFLOP/frame | GFLOP/s "
+        "| size | batch | impl | dtype | ms/frame | floor ms/frame | × floor | × floor, median of rounds "
+        "| GFLOP/frame | GFLOP/s "
         "| % matmul peak | % 1×1-conv peak | matmul peak around the case | % of that |"
     )
-    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['size']} | {r['batch']} | {r['impl']} | {r['dtype']} | {r['ms_per_frame']:.0f} "
-            f"| {r['floor_ms_per_frame']:.0f} | {r['x_floor']:.2f} "
+            f"| {r['floor_ms_per_frame']:.0f} | {r['x_floor']:.2f} | {r['x_floor_median']:.2f} "
             f"| {r['gflop_per_frame']:.1f} | {r['gflops']:.0f} | {r['pct_matmul_peak']:.0f}% "
             f"| {r['pct_conv_peak']:.0f}% | {r['matmul_peak_around']:.0f} | {r['pct_matmul_peak_around']:.0f}% |"
         )
