@@ -7,7 +7,9 @@ same network's convolutions alone, recorded at their real shapes during one forw
 1×1 convolutions of every unit, the shortcut convs, the SE convs, the heads and the lateral convs)
 and timed as plain ``F.conv2d`` calls on channels-last inputs in the case's dtype, with no batch
 norm, PReLU, SE gating, residual additions, interpolation, linear layers or casts. Case and floor
-are timed in alternation; each keeps its fastest round (see benchmarks/README.md).
+are timed in alternation, round after round: "× floor" divides the fastest case by the sum of the
+fastest floor calls, "median of rounds" is the median over rounds of case / floor measured
+together (see benchmarks/README.md).
 
     python benchmarks/bench_encoder.py                           # batch 8, reference fp32 and fast bf16
     python benchmarks/bench_encoder.py --batches 1 8 --repeats 5 --threads 1
@@ -20,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import tempfile
 import time
@@ -105,17 +108,22 @@ def measure(enc: Encoder, impl: str, batch: int, rounds: int, budget_s: float) -
         for _, fn in floor:
             fn()
         runs: list[float] = []
+        floor_runs: list[float] = []
         best = [float("inf")] * len(floor)
         start = time.perf_counter()
         while len(runs) < rounds and (not runs or time.perf_counter() - start < budget_s):
             runs.append(_timed(case))
+            floor_runs.append(0.0)
             for i, (_, fn) in enumerate(floor):
-                best[i] = min(best[i], _timed(fn))
+                t = _timed(fn)
+                floor_runs[-1] += t
+                best[i] = min(best[i], t)
     groups: dict[str, float] = {}
     for (g, _), t in zip(floor, best):
         groups[g] = groups.get(g, 0.0) + t * 1e3 / batch
-    return {"case_s": min(runs), "runs_s": runs, "floor_s": sum(best), "floor_ms_per_image_by_group": groups,
-            "convolutions": len(floor)}
+    return {"case_s": min(runs), "runs_s": runs, "floor_s": sum(best), "floor_runs_s": floor_runs,
+            "x_floor_median": statistics.median([c / f for c, f in zip(runs, floor_runs)]),
+            "floor_ms_per_image_by_group": groups, "convolutions": len(floor)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,14 +147,14 @@ def main(argv: list[str] | None = None) -> int:
                    "x_floor": m["case_s"] / m["floor_s"], **m}
             rows.append(row)
             print(f"batch {batch} {impl}: {row['ms_per_image']:.1f} ms/image, floor {row['floor_ms_per_image']:.1f} "
-                  f"(x{row['x_floor']:.2f})", file=sys.stderr)
+                  f"(x{row['x_floor']:.2f}, median of rounds x{row['x_floor_median']:.2f})", file=sys.stderr)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
     print()
-    print("| batch | impl | dtype | ms/image | floor ms/image | × floor |")
-    print("|---:|---|---|---:|---:|---:|")
+    print("| batch | impl | dtype | ms/image | floor ms/image | × floor | × floor, median of rounds |")
+    print("|---:|---|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['batch']} | {r['impl']} | {r['dtype']} | {r['ms_per_image']:.1f} | {r['floor_ms_per_image']:.1f} "
-              f"| {r['x_floor']:.2f} |")
+              f"| {r['x_floor']:.2f} | {r['x_floor_median']:.2f} |")
     print()
     groups = list(rows[0]["floor_ms_per_image_by_group"]) if rows else []
     print("floor by part (ms/image): | batch | dtype | " + " | ".join(groups) + " |")
