@@ -8,10 +8,19 @@ cases, and the fractions use the better of the two. A oneDNN 1×1-convolution pe
 well: on CPUs where MKL's sgemm is not the fastest GEMM (AMD), convolutions can beat "the" matmul
 peak.
 
+Each case is also reported as a multiple of its **floor**: the plain convolutions at the
+generator's own shapes (per resolution: the transposed 3×3 stride-2 conv, the depthwise 4×4 blur,
+the 3×3 conv; at 4² the 3×3 conv), in the case's dtype and the layout the fast path picks, with no
+modulation, noise, activation or ToRGB (``floor_ops``). Case, floor and (batch 1) each block of the
+case are timed in alternation, round after round: "× floor" is fastest case / sum of the fastest
+floor ops, "median of rounds" the median of case / floor timed together in one round, the figure
+to trust on a shared machine. The per-resolution table shows where the time goes.
+
     python benchmarks/bench_generator.py                      # 256 and 1024, batch 1 and 8 (no 1024×8)
     python benchmarks/bench_generator.py --sizes 256 --batches 1 --repeats 2
     python benchmarks/bench_generator.py --with-1024-b8 --json out.json
     python benchmarks/bench_generator.py --thp               # re-run with THP_MEM_ALLOC_ENABLE=1
+    python benchmarks/bench_generator.py --sizes 1024 --batches 1 --repeats 5 --threads 1   # the floor targets
 
 See benchmarks/README.md.
 """
