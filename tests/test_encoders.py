@@ -326,6 +326,24 @@ def test_fast_path_matches_reference(psp, psp_run, image):
         psp.encode(image, impl="bf16")
 
 
+def test_fast_path_keeps_bf16_conv_weights_with_autocast_s_rounding(psp, image):
+    """The fast path's kept bf16 conv weights give what casting them on every call gives, bit
+    for bit, and are remade when a weight changes in place."""
+    fast = psp.encode(image, impl="fast")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = psp.encoder(image.contiguous(memory_format=torch.channels_last)).float() + psp.latent_avg
+    assert torch.equal(fast, plain)
+    weight = psp.encoder.input_layer[0].weight
+    with torch.no_grad():
+        weight.mul_(2)  # exact, and undone exactly below
+    try:
+        assert not torch.equal(psp.encode(image, impl="fast"), fast)
+    finally:
+        with torch.no_grad():
+            weight.div_(2)
+    assert torch.equal(psp.encode(image, impl="fast"), fast)
+
+
 def test_encode_rejects_unpreprocessed_images(psp):
     with pytest.raises(InputError, match="preprocess"):
         psp.encode(torch.zeros(1, 3, 128, 128))

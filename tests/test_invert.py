@@ -91,6 +91,29 @@ def test_invert_matches_the_encoder_on_each_frame(psp_file, clip, tmp_path):
     torch.testing.assert_close(content_code(latents.wplus), expected.mean(0), rtol=1e-4, atol=1e-4)
 
 
+def test_bf16_inversion_stays_within_its_tolerance_of_fp32(psp_file, clip, tmp_path):
+    """--precision bf16 inverts through the encoder's fast path (channels-last, bf16 autocast) on
+    the full IR-SE-50 backbone: every frame's W+ within 5e-2 of the fp32 codes, relative to the
+    codes' own size (‖w − latent_avg‖, L2), and a cache entry of its own."""
+    fp32 = invert_video(clip, _options(psp_file, tmp_path))
+    bf16 = invert_video(clip, _options(psp_file, tmp_path, precision="bf16"))
+    avg = load_encoder(psp_file).latent_avg
+    err = (bf16.wplus - fp32.wplus).flatten(1).norm(dim=1) / (fp32.wplus - avg).flatten(1).norm(dim=1)
+    assert err.max().item() < 5e-2 and not torch.equal(bf16.wplus, fp32.wplus)
+
+
+def test_applications_invert_with_their_precision(psp_file, tmp_path):
+    from vsode.options import EditOptions
+    from vsode.pipeline import Pipeline
+
+    for precision in ("fp32", "bf16", "auto"):
+        pipe = Pipeline.__new__(Pipeline)  # only the options and what they name are read
+        pipe.options = EditOptions(prompts=("x",), precision=precision, model=str(psp_file))
+        pipe.model = type("M", (), {"backbone_refs": {"encoder": {"name": str(psp_file)}}})()
+        pipe.device = torch.device("cpu")
+        assert pipe._invert_options().precision == precision
+
+
 def test_latents_file_round_trip_and_validation(psp_file, clip, tmp_path):
     latents = invert_video(clip, _options(psp_file, tmp_path, use_cache=False))
     out = latents.save(tmp_path / "clip.latents.pt")

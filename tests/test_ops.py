@@ -244,6 +244,61 @@ def test_to_rgb_fast_equals_reference(batch, with_skip):
     torch.testing.assert_close(fast, ref, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_to_rgb_fast_channels_last_equals_reference(dtype, batch):
+    """The channels-last branch (what the generator's heavy layers hand ToRGB): fp32 to 1e-5,
+    bf16 (activations and weight rounded to bf16) to 1 % of the image's range."""
+    g = torch.Generator().manual_seed(6)
+    x = torch.randn(batch, 6, 16, 16, generator=g)
+    weight = torch.randn(3, 6, 1, 1, generator=g)
+    styles = torch.randn(batch, 6, generator=g)
+    bias = torch.randn(1, 3, 1, 1, generator=g)
+    skip = torch.randn(batch, 3, 8, 8, generator=g)
+    kernel = ops.make_kernel([1, 3, 3, 1], 2)
+    ref = ops.to_rgb(x, weight, styles, bias, skip, up_kernel=kernel, impl="reference")
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    fast = ops.to_rgb(x_cl, weight, styles, bias, skip, up_kernel=kernel, impl="fast", dtype=dtype)
+    assert fast.shape == ref.shape and fast.dtype == torch.float32 and fast.is_contiguous()
+    tol = 1e-5 if dtype == torch.float32 else 0.01 * (ref.max() - ref.min()).item()
+    torch.testing.assert_close(fast, ref, atol=tol, rtol=0 if dtype != torch.float32 else 1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("up", [1, 2])
+@pytest.mark.parametrize("size", [4, 16])
+def test_weight_cache_gives_the_uncached_result_and_follows_the_weight(batch, up, size):
+    """A layer's WeightCache changes nothing in the result (bit for bit), and an in-place update of
+    the weight (as load_state_dict or an optimiser makes) or a new weight is never served stale."""
+    kw = _layer_inputs(batch, up, size)
+    weight = kw.pop("weight")
+    cache = ops.WeightCache()
+    for dtype in (torch.float32, torch.bfloat16):
+        plain = ops.styled_conv2d(weight=weight, **kw, impl="fast", dtype=dtype)
+        for _ in range(2):  # filled, then served
+            cached = ops.styled_conv2d(weight=weight, **kw, impl="fast", dtype=dtype, cache=cache.for_weight(weight))
+            assert torch.equal(cached, plain)
+    with torch.no_grad():
+        weight.mul_(-0.5)
+    ref = ops.styled_conv2d(weight=weight, **kw, impl="reference")
+    after = ops.styled_conv2d(weight=weight, **kw, impl="fast", cache=cache.for_weight(weight))
+    torch.testing.assert_close(after, ref, atol=1e-5, rtol=1e-5)
+    other = torch.randn_like(weight)
+    torch.testing.assert_close(
+        ops.styled_conv2d(weight=other, **kw, impl="fast", cache=cache.for_weight(other)),
+        ops.styled_conv2d(weight=other, **kw, impl="reference"),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_weight_cache_is_off_while_the_weight_needs_gradients():
+    weight = torch.randn(4, 3, 3, 3, requires_grad=True)
+    assert ops.WeightCache().for_weight(weight) is None
+    with torch.no_grad():
+        assert ops.WeightCache().for_weight(weight) is not None
+
+
 def test_shape_mismatch_is_reported():
     with pytest.raises(ValueError, match="disagree"):
         ops.modulated_conv2d(torch.zeros(2, 4, 8, 8), torch.zeros(5, 3, 3, 3), torch.zeros(2, 3))

@@ -312,7 +312,8 @@ def _cache_key(source_sha: str, options: InvertOptions, models: InversionModels,
         "preprocess": _PREPROCESS_VERSION,
         "source": source_sha,
         "encoder": models.encoder_ref["sha256"] or models.encoder_ref["name"],  # a model's ref may lack a digest
-        "precision": "bf16" if options.precision == "bf16" else "fp32",
+        # what the encoder ran in: "auto" is bf16 on CUDA
+        "precision": "bf16" if use_bf16(options.precision, resolve_device(options.device)) else "fp32",
         "refine": [options.refine, options.refine_lr] if options.refine else 0,
         "generator": models.generator_ref["sha256"] if options.refine or options.tune else None,
         "tune": options.tune_settings().key() if options.tune else 0,

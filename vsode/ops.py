@@ -18,6 +18,10 @@ call time with ``impl=``:
   √2 gain of the activation is folded into weight, bias and noise (leaky ReLU is positively
   homogeneous), so it costs no pass. ``dtype=torch.bfloat16`` runs the convolutions in bf16
   with the styles, demodulation and RGB skip in float32.
+  What depends on the raw weight alone (Σ_taps W² for the demodulation; the weight cast, turned
+  in→out and laid out for the batched path) can be kept between calls in a :class:`WeightCache`
+  that the layer owns; it is rebuilt when the weight changes (in place, or moved). At low
+  resolution these passes over 512×512×3×3 weights cost more than the convolutions themselves.
   The upsampling stays a transposed stride-2 convolution followed by the 4×4 blur: folding the
   blur into the kernel (a 6×6 transposed kernel, or four 3×3 polyphase convolutions) gives the
   same result with 4× the multiply-adds, and measured no faster here at any layer size.
@@ -32,7 +36,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -269,6 +273,42 @@ class FusedLeakyReLU(nn.Module):
 # --------------------------------------------------------------------------------------------
 
 
+class WeightCache:
+    """Tensors the fast path derives from one layer's raw weight alone, kept between calls.
+
+    The owner (a :class:`~vsode.stylegan2.ModulatedConv2d`) passes :meth:`for_weight` to the
+    fast ops. Entries are dropped whenever the weight is not the one they were made from: a new
+    tensor, new storage (``.to(device)``), or an in-place update (``load_state_dict``, an
+    optimiser step: the version counter moves). Nothing is cached while autograd could need the
+    weight's graph.
+    """
+
+    def __init__(self) -> None:
+        self._stamp: tuple | None = None
+        self._entries: dict[tuple, torch.Tensor] = {}
+
+    def for_weight(self, weight: torch.Tensor) -> WeightCache | None:
+        """This cache, valid for ``weight``; None where caching is off (autograd on the weight)."""
+        if _needs_grad(weight):
+            return None
+        stamp = (weight.data_ptr(), weight._version, weight.device, weight.dtype, tuple(weight.shape))
+        if stamp != self._stamp:
+            self._stamp, self._entries = stamp, {}
+        return self
+
+    def get(self, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        if key not in self._entries:
+            self._entries[key] = make()
+        return self._entries[key]
+
+    def clear(self) -> None:
+        self._stamp, self._entries = None, {}
+
+
+def _derived(cache: WeightCache | None, key: tuple, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+    return make() if cache is None else cache.get(key, make)
+
+
 def _check_modconv(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor) -> None:
     if x.ndim != 4 or weight.ndim != 4 or styles.ndim != 2:
         raise ValueError(
@@ -293,6 +333,7 @@ def modulated_conv2d(
     eps: float = 1e-8,
     impl: str = "auto",
     dtype: torch.dtype | None = None,
+    cache: WeightCache | None = None,
 ) -> torch.Tensor:
     """StyleGAN2's modulated convolution (rosinality ``ModulatedConv2d.forward``).
 
@@ -306,6 +347,8 @@ def modulated_conv2d(
         pads ((p+1)//2 + 1, p//2 + 1), p = len(blur) − 2 − (k − 1) (pads (1, 1) for the 4-tap blur).
     impl: "reference", "fast" or "auto".
     dtype: compute dtype of the fast path (float32 default, bfloat16 for speed).
+    cache: the layer's :class:`WeightCache` (fast path only; ``WeightCache.for_weight(weight)``),
+        or None to derive everything from ``weight`` on this call.
 
     The result is N×O×H'×W', same padding as the reference (k//2), H' = H or 2H.
     """
@@ -317,7 +360,8 @@ def modulated_conv2d(
     if resolve_impl(impl) == "reference":
         return _modconv_reference(x, weight, styles, demodulate, up, blur_kernel, eps)
     return _styled_fast(
-        x, weight, styles, demodulate=demodulate, up=up, blur_kernel=blur_kernel, eps=eps, dtype=dtype
+        x, weight, styles, demodulate=demodulate, up=up, blur_kernel=blur_kernel, eps=eps, dtype=dtype,
+        cache=cache,
     )
 
 
@@ -369,6 +413,7 @@ def styled_conv2d(
     eps: float = 1e-8,
     impl: str = "auto",
     dtype: torch.dtype | None = None,
+    cache: WeightCache | None = None,
 ) -> torch.Tensor:
     """One StyleGAN2 layer (rosinality ``StyledConv``): modulated conv, + strength·noise, fused lrelu.
 
@@ -399,6 +444,7 @@ def styled_conv2d(
         activate=True,
         negative_slope=negative_slope,
         gain=gain,
+        cache=cache,
     )
 
 
@@ -418,6 +464,7 @@ def _styled_fast(
     activate: bool = False,
     negative_slope: float = 0.2,
     gain: float = 1.0,
+    cache: WeightCache | None = None,
 ) -> torch.Tensor:
     dtype = dtype or x.dtype
     if dtype not in FAST_DTYPES:
@@ -435,9 +482,13 @@ def _styled_fast(
     if not activate:
         gain = 1.0
     grad = _needs_grad(x, styles, weight, bias, noise_strength)
+    if _needs_grad(weight):  # its derived tensors must stay in the graph
+        cache = None
     # gain·demod per sample and output channel from Σ_taps w² (O×I): no B×O×I×k×k tensor
     if demodulate:
-        wsq = torch.linalg.vector_norm(weight.reshape(cout, cin, k * k), dim=2).square()
+        wsq = _derived(
+            cache, ("wsq",), lambda: torch.linalg.vector_norm(weight.reshape(cout, cin, k * k), dim=2).square()
+        )
         dg = torch.rsqrt(s.square() @ wsq.t() + eps) * gain  # B O
     else:
         dg = s.new_full((batch, cout), gain)
@@ -457,11 +508,13 @@ def _styled_fast(
         xin = x
     else:
         # modulate the activations; the shared weight convolves the whole batch at once
-        wmod = weight.to(dtype)  # cast before any transpose: a plain cast is the cheap copy
-        if up == 2:
-            wmod = wmod.transpose(0, 1)
-        if heavy:
-            wmod = wmod.contiguous(memory_format=layout)
+        def shared() -> torch.Tensor:
+            w = weight.to(dtype)  # cast before any transpose: a plain cast is the cheap copy
+            if up == 2:  # in→out, laid out: a transposed view sends oneDNN to a slow kernel
+                w = w.transpose(0, 1)
+            return w.contiguous(memory_format=layout)
+
+        wmod = _derived(cache, ("shared", dtype, up, heavy), shared)
         xin = x * s.to(dtype)[:, :, None, None]
 
     conv_bias = None
@@ -546,10 +599,22 @@ def to_rgb(
     x = x.to(dtype)
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         rows = x.permute(0, 2, 3, 1).reshape(batch, h * w, cin)  # a view
-        rgb = torch.bmm(rows, wmod.transpose(1, 2)).float().view(batch, h, w, 3).permute(0, 3, 1, 2)
+        # The image comes out planar (B 3 HW) either way, so the bias and skip additions below
+        # run on contiguous tensors (on a 3-channel channels-last image they cost more than the
+        # product). MKL's sgemm is faster with the pixels as rows (then one small transpose),
+        # oneDNN's bf16 GEMM with the pixels as columns (measured at 1024², 32 channels).
+        if dtype == torch.float32:
+            rgb = torch.bmm(rows, wmod.transpose(1, 2)).transpose(1, 2)
+        else:
+            rgb = torch.bmm(wmod, rows.transpose(1, 2))
     else:
-        rgb = torch.bmm(wmod, x.reshape(batch, cin, h * w)).float().view(batch, 3, h, w)
-    out = rgb + bias.float()
+        rgb = torch.bmm(wmod, x.reshape(batch, cin, h * w))
+    out = rgb.float().contiguous().view(batch, 3, h, w)
+    inplace = not _needs_grad(x, styles, weight, bias, skip)  # out is the GEMM's own result or its copy
+    out = out.add_(bias.float()) if inplace else out + bias.float()
     if skip is not None:
-        out = out + _upfirdn2d_fast(skip.float(), up_kernel, 2, 1, *pads)
+        # the depthwise transposed conv on 3 channels: oneDNN's kernel wants them channels-last
+        # (planar, torch falls back to a kernel ~20× slower at 512²)
+        up = _upfirdn2d_fast(skip.float().contiguous(memory_format=torch.channels_last), up_kernel, 2, 1, *pads)
+        out = out.add_(up) if inplace else out + up
     return out

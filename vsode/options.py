@@ -360,8 +360,9 @@ class RenderOptions:
         model: trained VidStyleODE: a registry name or a checkpoint path. Its checkpoint names the
             generator, encoder and CLIP it works with.
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
-        precision: ``fp32`` (reference), ``bf16`` (the generator's convolutions in bfloat16) or
-            ``auto`` (bf16 on CUDA). The dynamics ODE always runs in the model's own dtype.
+        precision: ``fp32`` (reference), ``bf16`` (the generator's convolutions in bfloat16, and
+            the inversion through the encoder's bf16 fast path) or ``auto`` (bf16 on CUDA). The
+            dynamics ODE always runs in the model's own dtype.
         batch_size: frames per batch in every stage; memory is bounded by it, not the video length.
         content: ``mean`` (the paper's mean of the frames' inversions) or ``first`` frame's.
         crf: x264 quality of the written video (0 lossless, 18 visually lossless, 51 worst).

@@ -111,6 +111,11 @@ class ModulatedConv2d(nn.Module):
             self.blur = Blur(blur_kernel, ops.up_blur_pads(len(blur_kernel), kernel_size), upsample_factor=2)
         self.weight = nn.Parameter(ops.init_randn(1, out_channel, in_channel, kernel_size, kernel_size))
         self.modulation = EqualLinear(style_dim, in_channel, bias_init=1)
+        self.weight_cache = ops.WeightCache()  # the fast path's weight-only tensors, between calls
+
+    def fast_cache(self) -> ops.WeightCache | None:
+        """The layer's :class:`~vsode.ops.WeightCache`, valid for its current weight."""
+        return self.weight_cache.for_weight(self.weight)
 
     def forward(
         self,
@@ -129,6 +134,7 @@ class ModulatedConv2d(nn.Module):
             blur_kernel=self.blur.kernel if self.upsample else None,
             impl=impl,
             dtype=dtype,
+            cache=self.fast_cache() if ops.resolve_impl(impl) == "fast" else None,
         )
 
     def extra_repr(self) -> str:
@@ -219,6 +225,7 @@ class StyledConv(nn.Module):
             gain=self.activate.scale,
             impl=impl,
             dtype=dtype,
+            cache=conv.fast_cache(),
         )
 
 

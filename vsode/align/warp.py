@@ -127,7 +127,8 @@ def _ramp(t: torch.Tensor) -> torch.Tensor:
 def _paste_one(
     frame: torch.Tensor, crop: torch.Tensor, quad: np.ndarray, feather: float | None, color_match: bool
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, int, int, int]] | None:
-    """The blended region of one float frame and its mask, or ``None`` if the quad misses it."""
+    """The blended region of one frame (uint8 or float; only the region is made float) and its
+    mask, or ``None`` if the quad misses it."""
     _, height, width = frame.shape
     size = crop.shape[-1]
     x0 = max(0, math.floor(quad[:, 0].min()))
@@ -153,7 +154,7 @@ def _paste_one(
     else:
         mask = inside.float()
     mask = (mask * inside).to(frame.device)[None]  # 1 h w
-    region = frame[:, y0:y1, x0:x1]
+    region = _as_float(frame[:, y0:y1, x0:x1])
     if color_match:
         seam = mask * (1 - mask)  # weights peak halfway across the soft edge
         if width_px == 0 or float(seam.sum()) < 1:
@@ -192,11 +193,10 @@ def paste_back(
         raise ValueError(f"need B×3×H×W frames and B×3×S×S crops, got {tuple(frames.shape)}, {tuple(crops.shape)}")
     if crops.shape[-1] != crops.shape[-2] or quads.shape != (frames.shape[0], 4, 2):
         raise ValueError(f"crops must be square and quads B×4×2, got {tuple(crops.shape)}, {quads.shape}")
-    x = _as_float(frames)
     c = _as_float(crops)
     out = frames.clone()
-    for i in range(frames.shape[0]):
-        pasted = _paste_one(x[i], c[i], quads[i], options.feather, options.color_match)
+    for i in range(frames.shape[0]):  # a 1080p frame is made float only where the face goes
+        pasted = _paste_one(frames[i], c[i], quads[i], options.feather, options.color_match)
         if pasted is None:
             continue
         blended, mask, (x0, y0, x1, y1) = pasted
