@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vsode.tune import TuneSettings, tune_generator  # noqa: E402
+from vsode.tune import BATCH, TuneSettings, tune_generator  # noqa: E402
 
 CASES = ("demo", "1024-fp32", "1024-bf16")
 
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per case (default 3)")
-    parser.add_argument("--batch", type=int, default=None, help="pivots per step (default: 8 demo, 1 at 1024)")
+    parser.add_argument("--batch", type=int, default=None, help="pivots per step (default: 4, as --tune takes, for the demo; 1 at 1024)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     print(head)
     print(f"{'case':<10} {'batch':>5} {'s/step':>8} {'100 steps':>10} {'300 steps':>10}")
     for case in args.cases:
-        batch = args.batch or (8 if case == "demo" else 1)
+        batch = args.batch or (BATCH if case == "demo" else 1)
         row = run_case(case, args.steps, batch)
         rows.append(row)
         print(f"{case:<10} {batch:>5} {row['seconds_per_step']:>8.3f} {row['tune_100_steps_s']:>9.1f}s "

@@ -54,7 +54,7 @@ TuneOpt = Annotated[int, typer.Option(
     "--tune", min=0, metavar="N",
     help="Pivotal tuning: fine-tune a copy of the generator for N steps around the input's own inversions, so "
          "outputs keep detail the encoder's codes lose (0 = none). The tuned weights are cached with the latents; "
-         "about 0.1 s a step for the 64 px demo, 40 s at 1024 on 2 CPU cores (see README, Pivotal tuning).")]
+         "about 0.07 s a step for the 64 px demo and 7-8 s at 1024 on 2 CPU cores (see README, Pivotal tuning).")]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite existing output files.")]
 CacheDirOpt = Annotated[
     Optional[Path],
