@@ -81,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", nargs="+", default=list(CASES), choices=CASES)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per case (default 3)")
-    parser.add_argument("--batch", type=int, default=None, help="pivots per step (default: 4, as --tune takes, for the demo; 1 at 1024)")
+    parser.add_argument("--batch", type=int, default=None,
+                        help="pivots per step (default: 4 for the demo, as --tune takes; 1 at 1024)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)

@@ -149,8 +149,8 @@ def test_tuned_latents_are_stored_beside_with_their_hash_and_cached_by_settings(
                                generator.synthesize(again.wplus[:2], noise="const"))
     # the cache holds the tuned weights too, and the key depends on the tuning
     cached = invert_video(clip, options)
-    assert cached.tuned is not None and cached.tuning["sha256"] == load_latents(
-        next(p for p in (tmp_path / "cache" / "latents").glob("*.pt") if not p.name.endswith(".tuned.pt"))).tuning["sha256"]
+    entry = next(p for p in (tmp_path / "cache" / "latents").glob("*.pt") if not p.name.endswith(".tuned.pt"))
+    assert cached.tuned is not None and cached.tuning["sha256"] == load_latents(entry).tuning["sha256"]
     models = load_models(options, torch.device("cpu"))
     keys = {_cache_key("x", InvertOptions(encoder="psp-demo", tune=t, seed=s), models) for t, s in
             ((0, 0), (6, 0), (7, 0), (6, 1))}

@@ -42,8 +42,9 @@ from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
-from .tune import BATCH as TUNE_BATCH, DEFAULT_LR as DEFAULT_TUNE_LR, TuneSettings, apply_tuned, fingerprint, pivot_indices, \
-    tune_generator, tuned_checkpoint
+from .tune import BATCH as TUNE_BATCH
+from .tune import DEFAULT_LR as DEFAULT_TUNE_LR
+from .tune import TuneSettings, apply_tuned, fingerprint, pivot_indices, tune_generator, tuned_checkpoint
 from .video import VideoInfo, VideoWriter, probe
 
 LATENTS_FORMAT = "vsode/latents@1"
@@ -237,7 +238,9 @@ class Latents:
 def tuned_path(latents_path: str | os.PathLike) -> Path:
     """Where a latents file's tuned weights go: ``clip.latents.pt`` → ``clip.latents.tuned.pt``."""
     path = Path(latents_path)
-    return path.with_name(path.name[: -len(path.suffix)] + ".tuned" + path.suffix if path.suffix else path.name + ".tuned")
+    if not path.suffix:
+        return path.with_name(path.name + ".tuned")
+    return path.with_name(path.name[: -len(path.suffix)] + ".tuned" + path.suffix)
 
 
 def load_latents(path: str | os.PathLike) -> Latents:

@@ -144,7 +144,8 @@ def tune_generator(
     check_generator(generator)
     progress = ensure(progress)
     if pivots.ndim != 3 or targets.ndim != 4 or pivots.shape[0] != targets.shape[0] or pivots.shape[0] < 1:
-        raise InputError(f"tuning needs one target frame per pivot; got {tuple(pivots.shape)} and {tuple(targets.shape)}")
+        raise InputError(f"tuning needs one target frame per pivot; got {tuple(pivots.shape)} and "
+                         f"{tuple(targets.shape)}")
     device = next(generator.parameters()).device
     pivots, targets = pivots.to(device, torch.float32), targets.to(device, torch.float32)
     size = targets.shape[-1]
@@ -167,7 +168,8 @@ def tune_generator(
     optimiser = torch.optim.Adam(params, lr=settings.lr)
     batch = min(settings.batch_size, pivots.shape[0])
     started = time.perf_counter()
-    with progress.stage("tune", total=settings.steps, unit="step") as stage, torch.enable_grad():  # callers may be in no_grad
+    # grad on: the applications invert (and so tune) inside no_grad
+    with progress.stage("tune", total=settings.steps, unit="step") as stage, torch.enable_grad():
         for _ in range(settings.steps):
             pick = torch.randperm(pivots.shape[0], generator=rng)[:batch].to(device)
             render = synthesize_at(tuned, pivots[pick], size, dtype=dtype)
