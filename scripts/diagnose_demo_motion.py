@@ -32,7 +32,9 @@ adds ``W·|z_d(τ) − features(frame)|²`` (``vsode.train.losses.state_loss``, 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -43,11 +45,12 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from vsode.dynamics import time_major  # noqa: E402
+from vsode.dynamics import batch_major, time_major  # noqa: E402
 from vsode.errors import InputError  # noqa: E402
 from vsode.model import build_model, load_backbone, preset_config  # noqa: E402
 from vsode.train.data import BinSampler, TrainData  # noqa: E402
-from vsode.train.loop import TrainOptions  # noqa: E402
+from vsode.train.loop import TrainOptions, split_overrides  # noqa: E402
+from vsode.train.loop.objective import observation_mask, step_generator, supervised_frames  # noqa: E402
 from vsode.train.losses import state_loss  # noqa: E402
 
 
@@ -70,21 +73,30 @@ class Probe:
         self.generator = load_backbone("generator", config.backbones.generator).requires_grad_(False).eval()
         self.clip = load_backbone("clip", config.backbones.clip).requires_grad_(False).eval()
 
-    def errors(self, batch, tokens_from: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(W+ MSE of the model, W+ MSE of the content code, state term, ODE states) on a batch."""
+    def style(self, content: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.clip.encode_image(self.generator.synthesize(content, noise="const")).float()
+
+    def errors(self, batch, tokens_from: str, mask: torch.Tensor | None = None,
+               chosen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W+ MSE of the model, W+ MSE of the content code, state term, ODE states) on a batch;
+        ``mask`` hides frames from the ODE-GRU, ``chosen`` picks the supervised frames."""
         model, cfg = self.model, self.config
         numbers = batch.frame_numbers.to(torch.float64)
         tau = (numbers - numbers[0]) / cfg.video_length
         content = batch.w.mean(1)  # B n D: the mean inversion, as in training
-        with torch.no_grad():
-            style = self.clip.encode_image(self.generator.synthesize(content, noise="const")).float()
+        style = self.style(content)
         feats = model.dynamics.features(batch.frames)  # B T C h w
-        states, tokens = model.dynamics.solve(model.dynamics.encode_features(feats, tau), tau)
+        if chosen is None:
+            chosen = torch.arange(len(tau))
+        states, tokens = model.dynamics.solve(model.dynamics.encode_features(feats, tau, mask), tau[chosen])
+        feats = feats[:, chosen]
         if tokens_from == "frames":
             tokens = model.dynamics.tokens(feats)
-        target = time_major(batch.w)
+        target = time_major(batch.w[:, chosen])
         model_error = F.mse_loss(model.decode_w(tokens, content, style), target)
-        static_error = F.mse_loss(content.repeat(batch.w.shape[1], 1, 1), target)
+        self.feature_error = F.mse_loss(model.decode_w(model.dynamics.tokens(feats), content, style), target)
+        static_error = F.mse_loss(content.repeat(len(chosen), 1, 1), target)
         state = state_loss(states, feats)
         return model_error, static_error, state, states
 
@@ -113,6 +125,64 @@ def _whole_clips(data: TrainData, config, count: int) -> list:
     return [batch for _, batch in zip(range(count), iter(sampler))]
 
 
+def _anchored(model, probe, batch, observed: list[int], asked: list[int]) -> torch.Tensor:
+    """The anchored model's W+ at frames ``asked`` of whole clips observed at frames ``observed``
+    only (as an application sees them): ``lerp(w_inv) + M(t) − lerp(M)``, held past the ends."""
+    numbers = batch.frame_numbers.to(torch.float64)
+    tau = (numbers - numbers[observed[0]]) / probe.config.video_length
+    content = batch.w[:, observed].mean(1)
+    style = probe.style(content)
+    feats = model.dynamics.features(batch.frames[:, observed])
+    z0 = model.dynamics.encode_features(feats, tau[observed])
+    everything = sorted(set(observed) | set(asked))
+    _, tokens = model.dynamics.solve(z0, tau[everything])
+    m = batch_major(model.decode_w(tokens, content, style), len(content))  # B T n D
+    row = {f: i for i, f in enumerate(everything)}
+    obs_t = tau[observed]
+    out = []
+    for f in asked:
+        t = tau[f].clamp(obs_t[0], obs_t[-1])
+        j = int(torch.searchsorted(obs_t, t, right=True).clamp(1, len(observed) - 1))
+        a = float((t - obs_t[j - 1]) / (obs_t[j] - obs_t[j - 1]))
+        l, r = observed[j - 1], observed[j]
+        w_lerp = (1 - a) * batch.w[:, l] + a * batch.w[:, r]
+        m_lerp = (1 - a) * m[:, row[l]] + a * m[:, row[r]]
+        out.append(w_lerp + m[:, row[f]] - m_lerp)
+    return torch.stack(out, 1)
+
+
+def _control(batch, observed: list[int], asked: list[int]) -> torch.Tensor:
+    """The model-free control: the observed frames' inversions lerped in time, held past the ends."""
+    zero = batch.w[:, :1, :1, :1] * 0
+    numbers = batch.frame_numbers.to(torch.float64)
+    obs_t = numbers[observed]
+    out = []
+    for f in asked:
+        t = numbers[f].clamp(obs_t[0], obs_t[-1])
+        j = int(torch.searchsorted(obs_t, t, right=True).clamp(1, len(observed) - 1))
+        a = float((t - obs_t[j - 1]) / (obs_t[j] - obs_t[j - 1]))
+        out.append((1 - a) * batch.w[:, observed[j - 1]] + a * batch.w[:, observed[j]] + zero[:, 0])
+    return torch.stack(out, 1)
+
+
+def _gains(probe: Probe, batch) -> list[tuple[float, float]]:
+    """(anchored model's W+ error, control's) for the two cases the dynamics issue targets, on
+    clips of 48 frames at 24 fps: interpolation from every 8th frame (3 fps) to the frames
+    between, and extrapolation of the 12 frames (0.5 s) after the first 36 seen at 12 fps."""
+    n = batch.w.shape[1]
+    sparse = list(range(0, n, 8))
+    between = [f for f in range(sparse[-1]) if f not in sparse]
+    seen = list(range(0, n - 12, 2))
+    after = list(range(seen[-1] + 1, min(n, seen[-1] + 13)))
+    out = []
+    for observed, asked in ((sparse, between), (seen, after)):
+        truth = batch.w[:, asked]
+        model = float(F.mse_loss(_anchored(probe.model, probe, batch, observed, asked), truth))
+        control = float(F.mse_loss(_control(batch, observed, asked), truth))
+        out.append((model, control))
+    return out
+
+
 def evaluate(probe: Probe, held_out: list, train_clips: list) -> dict[str, float]:
     probe.model.eval()
     out: dict[str, float] = {}
@@ -121,15 +191,107 @@ def evaluate(probe: Probe, held_out: list, train_clips: list) -> dict[str, float
             for path in ("ode", "frames"):
                 results = [probe.errors(b, path) for b in batches]
                 out[f"{split}_{path}"] = round(sum(float(r[0]) for r in results) / sum(float(r[1]) for r in results), 4)
+        for split, batches in (("val", held_out),):
+            gains = [_gains(probe, b) for b in batches]
+            for i, name in enumerate(("interp3", "extrap")):
+                out[f"{split}_{name}"] = round(sum(g[i][0] for g in gains) / sum(g[i][1] for g in gains), 4)
         norms = [probe.errors(b, "ode")[3].pow(2).sum(2).mean().sqrt() for b in held_out]
         out["state_norm"] = round(float(sum(norms) / len(norms)), 4)
     probe.model.train()
     return out
 
 
+# --- what the demo world lets a motion model gain at all (no model: the renderer's own motion) ---
+
+SMOOTH = ("head_x", "head_y", "roll", "brow")  # slow sums of sinusoids (0.1-0.7 Hz)
+FAST = ("mouth_open", "blink")  # the mouth at 0.6-4.2 Hz and blinks of 0.16-0.26 s
+
+
+def ceilings(seeds: range, seconds: float = 2.0, size: int = 64) -> dict[str, dict[str, float]]:
+    """PSNR against the truth of motion guesses rendered by the demo world itself, per seed of
+    ``vsode demo`` (its source clip), for the two cases the dynamics issue targets:
+
+    - interpolation from 3 fps to the 24 fps frames between: the frame blend; every motion
+      channel lerped between the 3 fps frames (what a perfect inversion lerp would give); the
+      slow channels (head, roll, brows) exact with the mouth and blinks lerped (a motion model that
+      gets every predictable channel right); one channel lerped with the rest exact;
+    - extrapolation of the 0.5 s after 2 s seen at 12 fps: everything held at the last frame (the
+      held last inversion); the slow channels exact with the mouth and blinks held; the slow
+      channels continued at their last velocity with the mouth and blinks held.
+    """
+    import numpy as np
+
+    from vsode.demo.world import _paint_face, sample_params
+
+    class Moved:
+        def __init__(self, params, motion):
+            self.appearance, self._motion = params.appearance, motion
+
+        def motion(self, t):
+            return self._motion(np.asarray(t, dtype=np.float64))
+
+    def draw(params, motion, t):
+        return _paint_face(Moved(params, motion), np.asarray(t), size, False, dtype=torch.float32,
+                           device=torch.device("cpu")).image
+
+    def psnr(a, b):
+        return round(float(10 * torch.log10(1 / (a - b).pow(2).mean().clamp_min(1e-10))), 2)
+
+    out: dict[str, dict[str, float]] = {}
+    for seed in seeds:
+        p = sample_params(seed)
+        sparse = np.arange(math.floor(seconds * 3)) / 3.0
+        grid = np.arange(math.floor(seconds * 24)) / 24.0
+        between = grid[(grid <= sparse[-1]) & ~np.isin(np.round(grid * 24), np.round(sparse * 24))]
+        seen = p.motion(sparse)
+
+        def lerped(names, seen=seen, sparse=sparse, p=p):
+            def motion(t):
+                m = p.motion(t)
+                for k in names:
+                    m[k] = np.interp(t, sparse, seen[k])
+                return m
+            return motion
+
+        truth = draw(p, p.motion, between)
+        frames = draw(p, p.motion, sparse)
+        i = np.clip(np.searchsorted(sparse, between, side="right") - 1, 0, len(sparse) - 2)
+        a = torch.tensor((between - sparse[i]) / (sparse[i + 1] - sparse[i]), dtype=torch.float32).view(-1, 1, 1, 1)
+        row = {"interp3_frame_blend": psnr((1 - a) * frames[i] + a * frames[i + 1], truth),
+               "interp3_lerp_all": psnr(draw(p, lerped(SMOOTH + FAST), between), truth),
+               "interp3_slow_exact": psnr(draw(p, lerped(FAST), between), truth)}
+        for k in SMOOTH + FAST:
+            row[f"interp3_only_{k}_lerped"] = psnr(draw(p, lerped((k,)), between), truth)
+        seen12 = np.arange(math.floor(seconds * 12)) / 12.0
+        last, before = seen12[-1], seen12[-2]
+        after = last + np.arange(1, 13) / 24.0
+        ends = p.motion(np.array([before, last]))
+
+        def held(names, linear=(), ends=ends, p=p, last=last, before=before):
+            def motion(t):
+                m = p.motion(t)
+                for k in names:
+                    m[k] = np.full_like(t, ends[k][1])
+                for k in linear:
+                    m[k] = ends[k][1] + (ends[k][1] - ends[k][0]) / (last - before) * (t - last)
+                return m
+            return motion
+
+        truth = draw(p, p.motion, after)
+        row.update({"extrap_hold_all": psnr(draw(p, held(SMOOTH + FAST), after), truth),
+                    "extrap_slow_exact": psnr(draw(p, held(FAST), after), truth),
+                    "extrap_slow_linear": psnr(draw(p, held(FAST, SMOOTH), after), truth)})
+        out[str(seed)] = row
+    keys = list(next(iter(out.values())))
+    out["mean"] = {k: round(sum(out[str(s)][k] for s in seeds) / len(seeds), 2) for k in keys}
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="a folder written by `vsode prepare`")
+    parser.add_argument("--data", type=Path, help="a folder written by `vsode prepare`")
+    parser.add_argument("--ceilings", action="store_true",
+                        help="print what a motion model could gain at all on seeds 0-3 (no data, no model) and stop")
     parser.add_argument("--checkpoint", type=Path, help="score this trained model (train state or model file) and stop")
     parser.add_argument("--steps", type=int, default=600, help="training steps (default 600)")
     parser.add_argument("--every", type=int, default=100, help="print a line every this many steps")
@@ -139,6 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, help="η (default: the demo preset's)")
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="model config override (repeatable)")
+    parser.add_argument("--sampling", choices=("static", "interpolate", "extrapolate", "mixed"), default="static",
+                        help="which loaded frames the ODE-GRU sees (the training option `sampling`)")
+    parser.add_argument("--n-hidden", type=int, default=1, help="frames hidden per clip (`n_hidden`)")
+    parser.add_argument("--frames", type=int, help="frames loaded per clip (`n_frames`; default the preset's)")
+    parser.add_argument("--supervised", type=int, help="frames supervised per clip (`n_supervised`)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-batches", type=int, default=2, help="batches of 4 whole clips per evaluation")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
@@ -146,10 +313,22 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
+    if args.ceilings:
+        print(json.dumps(ceilings(range(4))), flush=True)
+        return 0
+    if args.data is None:
+        parser.error("--data is required (or --ceilings)")
+    train_sets, model_sets = split_overrides(_pairs(args.sets))
     config = preset_config("demo")
-    if args.sets:
-        config = config.override(_pairs(args.sets))
-    options = TrainOptions.for_preset("demo")
+    if model_sets:
+        config = config.override(model_sets)
+    options = TrainOptions.for_preset("demo").override(train_sets)
+    changes = {"sampling": args.sampling, "n_hidden": args.n_hidden}
+    if args.frames:
+        changes["n_frames"] = args.frames
+    if args.supervised:
+        changes["n_supervised"] = args.supervised
+    options = dataclasses.replace(options, **changes)
     lr = args.lr if args.lr is not None else options.learning_rate()
     trained = _trained(args.checkpoint) if args.checkpoint else None
     probe = Probe(trained.config if trained else config, args.seed, trained)
@@ -175,8 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     batches = sampler.batches()
     for step in range(1, args.steps + 1):
         _, _, batch = next(batches)
-        error, static, state, _ = probe.errors(batch, args.tokens)
-        total = options.wplus_lambda * error + args.state_weight * state
+        g = step_generator(args.seed, step, 0)
+        mask = observation_mask(options, batch.frames.shape[1], g)
+        chosen = supervised_frames(options, mask, g)
+        error, static, state, _ = probe.errors(batch, args.tokens, mask, chosen)
+        total = options.wplus_lambda * (error + options.feature_lambda * probe.feature_error) + \
+            (args.state_weight or options.state_lambda) * state
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)
         total.backward()

@@ -170,6 +170,25 @@ def test_interpolate_mode_hides_frames_but_supervises_them():
     assert mask.tolist() == [1, 1, 1, 1, 0, 0]
 
 
+def test_mixed_mode_draws_interpolation_or_extrapolation_per_step():
+    """``sampling=mixed`` hides the last n_hidden frames on some steps and inner frames on others,
+    always n_hidden of them, the same for the same step and seed, with a hidden frame supervised."""
+    opts = options(sampling="mixed", n_hidden=3, n_frames=8, n_supervised=4)
+    kinds = set()
+    for step in range(40):
+        mask = observation_mask(opts, 8, step_generator(0, step, 0))
+        assert int((mask == 0).sum()) == 3 and mask[0] == 1
+        assert torch.equal(mask, observation_mask(opts, 8, step_generator(0, step, 0)))
+        kinds.add("extrapolate" if mask[-3:].sum() == 0 else "interpolate")
+        if kinds == {"extrapolate"}:
+            continue
+        assert mask[-1] == 1 or mask[-3:].sum() == 0
+        g = step_generator(0, step, 0)
+        observation_mask(opts, 8, g)
+        assert bool((mask[supervised_frames(opts, mask, g)] == 0).any())
+    assert kinds == {"interpolate", "extrapolate"}
+
+
 def test_interpolate_mode_trains(tmp_path, data_dir, backbones, monkeypatch):
     """Through ``train`` itself: at every step the ODE encoder is given a mask that hides an inner
     frame (changing its features leaves z_d0 as it is), and the decoder ODE is still solved at that
@@ -487,3 +506,26 @@ def test_the_state_term_trains_the_ode_towards_the_frames_features(data_dir, bac
     assert float(state_loss(feats + 1, feats)) == pytest.approx(4.0)  # 4 channels, each off by 1
     with pytest.raises(InputError, match="state_lambda"):
         options(state_lambda=-1.0)
+
+
+def test_the_feature_term_trains_the_mapper_on_the_frames_own_features(data_dir, backbones):
+    """``feature_lambda`` (a vsode addition) decodes W+ from tokens lifted from the supervised
+    frames' encoder features, bypassing the ODE, and weighs wplus_lambda × feature_lambda."""
+    from vsode.errors import InputError
+
+    data = TrainData(data_dir)
+    _, _, batch = next(BinSampler(data, batch_size=2, n_frames=4, nominal_fps="25/1", seed=0).batches())
+    only_feature = options(rec=LambdaSchedule.constant(0.0), clip=LambdaSchedule.constant(0.0),
+                           consistency=LambdaSchedule.constant(0.0), vgg_lambda=0.0, latent_lambda=0.0,
+                           wplus_lambda=2.0, feature_lambda=1.5)
+    model = build_model(CONFIG, seed=0)
+    model.zero_grad()
+    total, logged = compute_losses(model, backbones, batch, only_feature, 5, step_generator(0, 5, 0),
+                                   target_captions=["a face"] * 2)
+    assert logged["lambda/feature"] == 3.0 and logged["loss/feature"] > 0
+    assert float(total.detach()) == pytest.approx(2.0 * logged["loss/wplus"] + 3.0 * logged["loss/feature"], rel=1e-6)
+    total.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.mapper.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.dynamics.frame_encoder.parameters())
+    with pytest.raises(InputError, match="feature_lambda"):
+        options(feature_lambda=-1.0)

@@ -51,10 +51,13 @@ def _pick(n: int, k: int, g: torch.Generator, *, first: bool = False) -> torch.T
 def observation_mask(options: TrainOptions, n_frames: int, g: torch.Generator) -> torch.Tensor:
     """Which loaded frames the ODE-GRU sees (1) or not (0), per the sampling mode."""
     mask = torch.ones(n_frames)
-    if options.sampling == "interpolate":
+    mode = options.sampling
+    if mode == "mixed":  # one draw per step; the other modes draw nothing here
+        mode = ("interpolate", "extrapolate")[int(torch.randint(2, (1,), generator=g))]
+    if mode == "interpolate":
         hidden = torch.randperm(n_frames - 2, generator=g)[: options.n_hidden] + 1  # never first/last
         mask[hidden] = 0
-    elif options.sampling == "extrapolate":
+    elif mode == "extrapolate":
         mask[n_frames - options.n_hidden :] = 0
     return mask
 
@@ -112,6 +115,7 @@ def compute_losses(
         "vgg": options.vgg_lambda if backbones.dino is not None else 0.0,
         "wplus": options.wplus_lambda,
         "state": options.state_lambda,
+        "feature": options.wplus_lambda * options.feature_lambda,
     }
     if step < options.latent_warmup:  # the latent terms alone: every image loss waits
         weights.update(rec=0.0, clip=0.0, consistency=0.0, vgg=0.0)
@@ -178,6 +182,12 @@ def compute_losses(
     terms["latent"] = latent_hinge(content_rows, w_rec, w_edit, eps=options.latent_eps) if compute["latent"] else zero
     terms["wplus"] = F.mse_loss(w_rec, time_major(latents[:, chosen.to(device)])) if compute["wplus"] else zero
     terms["state"] = state_loss(states, feats[:, chosen.to(device)]) if compute["state"] else zero
+    if compute["feature"]:  # the same W+ term read from the frames' own features (no ODE)
+        lifted = model.dynamics.tokens(feats[:, chosen.to(device)])
+        terms["feature"] = F.mse_loss(model.decode_w(lifted, content, style_rec),
+                                      time_major(latents[:, chosen.to(device)]))
+    else:
+        terms["feature"] = zero
 
     total = (
         weights["rec"] * terms["rec"]
@@ -187,6 +197,7 @@ def compute_losses(
         + weights["consistency"] * terms["consistency"]
         + weights["wplus"] * terms["wplus"]
         + weights["state"] * terms["state"]
+        + weights["feature"] * terms["feature"]
     )
     logged = {f"loss/{k}": float(v.detach()) for k, v in terms.items()}
     logged.update({f"lambda/{k}": float(v) for k, v in weights.items()})

@@ -13,7 +13,7 @@ from ..losses import LambdaSchedule
 
 STATE_FORMAT = "vsode/train-state@1"
 RUN_FORMAT = "vsode/train-run@1"
-SAMPLING = ("static", "interpolate", "extrapolate")
+SAMPLING = ("static", "interpolate", "extrapolate", "mixed")
 
 
 def _ravdess(warm: int, lo: float, hi: float, end: int) -> LambdaSchedule:
@@ -34,7 +34,11 @@ class TrainOptions:
     branch's W+ and the supervised frames' own inversions, a vsode addition (0 in the released
     presets) that lets the small demo model learn its motion in a few thousand CPU steps.
     state_lambda: weight of :func:`~vsode.train.losses.state_loss` (ODE states vs the supervised
-    frames' encoder features), another vsode addition, 0 in the released presets. latent_warmup:
+    frames' encoder features), another vsode addition, 0 in the released presets. feature_lambda:
+    a vsode addition (0 as released): the W+ term again, ×``feature_lambda``, with the tokens lifted
+    from the supervised frames' own encoder features instead of the ODE states, so the modulation
+    network and mapper learn to read motion from the features that the state term pulls the ODE
+    towards. latent_warmup:
     the first steps train the latent terms alone (latent hinge, W+, state): every image loss weight
     is 0 there and nothing is rendered (a vsode addition, 0 in the released presets: the demo
     model learns its motion from the W+ term before the image losses start). grad_clip: scale the
@@ -42,7 +46,9 @@ class TrainOptions:
     as released); every logged step records the norm before clipping as ``grad/norm``.
     strength: α of the edit branch. sampling: ``static`` (all
     frames observed), ``interpolate`` (``n_hidden`` interior frames hidden from the ODE-GRU but
-    supervised) or ``extrapolate`` (the last ``n_hidden`` hidden). max_steps: stop after this
+    supervised), ``extrapolate`` (the last ``n_hidden`` hidden) or ``mixed`` (each step draws
+    ``interpolate`` or ``extrapolate``, half each: a vsode addition that teaches the latent ODE
+    both to fill gaps and to continue past the last frame). max_steps: stop after this
     global step. checkpoint_every / sample_every / val_every / log_every: in steps (0 = never).
     """
 
@@ -62,6 +68,7 @@ class TrainOptions:
     latent_eps: float = 0.02
     wplus_lambda: float = 0.0
     state_lambda: float = 0.0
+    feature_lambda: float = 0.0
     latent_warmup: int = 0
     grad_clip: float = 0.0
     vgg_lambda: float = 10.0
@@ -90,6 +97,8 @@ class TrainOptions:
             problems.append(f"n_hidden {self.n_hidden} must be in 1..n_frames-2 for {self.sampling}")
         if self.lr is not None and self.lr <= 0 or self.base_lr <= 0:
             problems.append("learning rates must be positive")
+        if self.feature_lambda < 0:
+            problems.append(f"feature_lambda {self.feature_lambda} must not be negative")
         if self.state_lambda < 0:
             problems.append(f"state_lambda {self.state_lambda} must not be negative")
         if isinstance(self.latent_warmup, bool) or not isinstance(self.latent_warmup, int) or self.latent_warmup < 0:
