@@ -69,6 +69,7 @@ class Probe:
 
     def __init__(self, config, seed: int, model=None) -> None:
         self.config = config
+        self.state_motion = 1.0
         self.model = model if model is not None else build_model(config, seed=seed)
         self.generator = load_backbone("generator", config.backbones.generator).requires_grad_(False).eval()
         self.clip = load_backbone("clip", config.backbones.clip).requires_grad_(False).eval()
@@ -97,7 +98,8 @@ class Probe:
         model_error = F.mse_loss(model.decode_w(tokens, content, style), target)
         self.feature_error = F.mse_loss(model.decode_w(model.dynamics.tokens(feats), content, style), target)
         static_error = F.mse_loss(content.repeat(len(chosen), 1, 1), target)
-        state = state_loss(states, feats)
+        k = model.dynamics.observed_channels
+        state = state_loss(states[:, :, :k], feats[:, :, :k], self.state_motion)
         return model_error, static_error, state, states
 
 
@@ -332,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     lr = args.lr if args.lr is not None else options.learning_rate()
     trained = _trained(args.checkpoint) if args.checkpoint else None
     probe = Probe(trained.config if trained else config, args.seed, trained)
+    probe.state_motion = options.state_motion
     data = TrainData(args.data, split="train")
     try:
         held = TrainData(args.data, split="val")

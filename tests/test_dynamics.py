@@ -153,7 +153,8 @@ def test_config_validation_and_round_trip():
     bad = [dict(method="rk45"), dict(method="euler", max_num_steps=10), dict(dtype="float16"),
            dict(img_size=(100, 128)), dict(img_size=(128,)), dict(rtol=0), dict(atol=float("nan")),
            dict(first_step=-0.01), dict(ode_layers=-1), dict(state_channels=0),
-           dict(max_num_steps=0), dict(img_size=128), dict(zero_bias="yes")]
+           dict(max_num_steps=0), dict(img_size=128), dict(zero_bias="yes"),
+           dict(state_channels=8, free_channels=8), dict(free_channels=-1), dict(free_channels=1.5)]
     for kwargs in bad:
         with pytest.raises(InputError):
             DynamicsConfig(**kwargs)
@@ -379,6 +380,27 @@ def test_tokens_are_time_major_with_row_major_cells():
     assert torch.equal(batch_major(time_major(x), 2), x)
     with pytest.raises(InputError):
         batch_major(time_major(x), 4)
+
+
+def test_free_channels_are_not_read_by_the_token_lift():
+    """With ``free_channels`` the lift reads the leading channels only: changing the free ones
+    leaves the tokens as they are, and with 0 free channels the lift is the released conv."""
+    torch.manual_seed(0)
+    model = build(state_channels=6, token_dim=4, free_channels=2)
+    assert model.observed_channels == 4 and model.to_tokens.weight.shape[1] == 6  # the same tensors
+    states = torch.randn(2, 3, 6, *model.config.grid)
+    moved = states.clone()
+    moved[:, :, 4:] += 5.0
+    assert torch.equal(model.tokens(states), model.tokens(moved))
+    changed = states.clone()
+    changed[:, :, :4] += 0.5
+    assert not torch.allclose(model.tokens(states), model.tokens(changed))
+    plain = build(state_channels=6, token_dim=4)
+    plain.load_state_dict(model.state_dict())
+    kept = states.clone()
+    kept[:, :, 4:] = 0
+    assert torch.allclose(plain.tokens(kept), model.tokens(states), atol=1e-6)
+    assert DynamicsConfig.from_dict(model.config.to_dict()).free_channels == 2
 
 
 def test_gradcheck_encode_and_solve_float64():

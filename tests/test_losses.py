@@ -287,3 +287,20 @@ def test_dino_losses_send_gradients_to_outputs_only(dino):
     out2 = _images(2, 4).requires_grad_(True)
     structure_loss(dino, out2, tgt_feats).backward()
     assert tgt.grad is None and out2.grad.abs().sum() > 0
+
+
+def test_state_loss_motion_weight_splits_the_clip_mean_from_the_motion():
+    """``motion_weight`` weighs the per-frame deviations from each clip's mean error apart from the
+    mean: 1 is the plain distance; an offset shared by every frame is not motion."""
+    from vsode.train.losses import state_loss
+
+    torch.manual_seed(0)
+    feats = torch.randn(2, 4, 3, 2, 2)
+    states = feats + torch.randn_like(feats)
+    assert torch.allclose(state_loss(states, feats, 1.0), state_loss(states, feats))
+    shifted = feats + 1.0  # the same offset at every frame: only the mean part
+    assert float(state_loss(shifted, feats, 50.0)) == pytest.approx(float(state_loss(shifted, feats)), rel=1e-5)
+    error = states - feats
+    mean = error.mean(1, keepdim=True)
+    expect = mean.pow(2).sum(2).mean() + 7.0 * (error - mean).pow(2).sum(2).mean()
+    assert float(state_loss(states, feats, 7.0)) == pytest.approx(float(expect), rel=1e-5)

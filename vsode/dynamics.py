@@ -84,6 +84,12 @@ class DynamicsConfig:
         biases (released: PyTorch's default init). With the default biases the tokens of
         different clips differ by about 0.1 % of their energy at the start, which a small model
         trained briefly does not get past (``scripts/diagnose_demo_motion.py``).
+    free_channels: trailing state channels that the token lift does not read and that the
+        training's state term leaves free (0 as released: the lift reads every channel). The
+        leading channels are the ODE's observed part, pulled towards the frames' features; the free
+        ones can hold what a single frame does not show, such as which way a head is moving, which
+        a first-order ODE needs to carry a pose that passes the same point both ways (a vsode
+        addition; ``scripts/diagnose_demo_motion.py``).
     """
 
     img_size: tuple[int, int] = (128, 128)
@@ -100,6 +106,7 @@ class DynamicsConfig:
     max_num_steps: int | None = None
     first_step: float = 0.01
     zero_bias: bool = False
+    free_channels: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.img_size, Sequence) and not isinstance(self.img_size, str):
@@ -139,6 +146,10 @@ class DynamicsConfig:
                 problems.append(f"max_num_steps only applies to the adaptive methods "
                                 f"({', '.join(ADAPTIVE_METHODS)}); set it to None for "
                                 f"{self.method!r}")
+        free = self.free_channels
+        if isinstance(free, bool) or not isinstance(free, int) or not (
+                0 <= free < (self.state_channels if isinstance(self.state_channels, int) else 1)):
+            problems.append(f"free_channels must be an integer in 0..state_channels-1, not {free!r}")
         if not isinstance(self.zero_bias, bool):
             problems.append(f"zero_bias must be true or false, not {self.zero_bias!r}")
         if problems:
@@ -524,15 +535,25 @@ class Dynamics(nn.Module):
             raise SolverError(f"the dynamics ODE solve failed ({exc}); raise max_num_steps or "
                              f"loosen rtol/atol (now {cfg.rtol}/{cfg.atol})") from exc
 
+    @property
+    def observed_channels(self) -> int:
+        """The leading state channels the token lift reads and the state term supervises."""
+        return self.config.state_channels - self.config.free_channels
+
     def tokens(self, states: torch.Tensor) -> torch.Tensor:
         """B×Tq×C×h×w states → (Tq·B)×(h·w)×token_dim tokens: time-major rows, row-major cells,
-        after the float32 1×1 lift (released ``conv1x1`` and the tokenisation of ``forward``)."""
+        after the float32 1×1 lift (released ``conv1x1`` and the tokenisation of ``forward``).
+        With ``free_channels`` the lift reads the leading :attr:`observed_channels` only."""
         c = self.config.state_channels
         if not torch.is_tensor(states) or states.ndim != 5 or states.shape[2] != c:
             shape = tuple(states.shape) if torch.is_tensor(states) else type(states).__name__
             raise InputError(f"states must be B×Tq×{c}×h×w, got {shape}")
         x = time_major(states).to(self.to_tokens.weight.dtype)  # (Tq·B) C h w
-        x = self.to_tokens(x)  # (Tq·B) D h w
+        if self.config.free_channels:
+            k = self.observed_channels
+            x = F.conv2d(x[:, :k], self.to_tokens.weight[:, :k], self.to_tokens.bias)
+        else:
+            x = self.to_tokens(x)  # (Tq·B) D h w
         return x.flatten(2).transpose(1, 2)  # (Tq·B) hw D
 
 

@@ -38,7 +38,9 @@ class TrainOptions:
     a vsode addition (0 as released): the W+ term again, ×``feature_lambda``, with the tokens lifted
     from the supervised frames' own encoder features instead of the ODE states, so the modulation
     network and mapper learn to read motion from the features that the state term pulls the ODE
-    towards. latent_warmup:
+    towards. state_motion: the state term's weight on the frames' deviations from their clip's
+    mean (:func:`~vsode.train.losses.state_loss`'s ``motion_weight``; 1 = the plain distance).
+    latent_warmup:
     the first steps train the latent terms alone (latent hinge, W+, state): every image loss weight
     is 0 there and nothing is rendered (a vsode addition, 0 in the released presets: the demo
     model learns its motion from the W+ term before the image losses start). grad_clip: scale the
@@ -68,6 +70,7 @@ class TrainOptions:
     latent_eps: float = 0.02
     wplus_lambda: float = 0.0
     state_lambda: float = 0.0
+    state_motion: float = 1.0
     feature_lambda: float = 0.0
     latent_warmup: int = 0
     grad_clip: float = 0.0
@@ -99,6 +102,8 @@ class TrainOptions:
             problems.append("learning rates must be positive")
         if self.feature_lambda < 0:
             problems.append(f"feature_lambda {self.feature_lambda} must not be negative")
+        if self.state_motion < 0:
+            problems.append(f"state_motion {self.state_motion} must not be negative")
         if self.state_lambda < 0:
             problems.append(f"state_lambda {self.state_lambda} must not be negative")
         if isinstance(self.latent_warmup, bool) or not isinstance(self.latent_warmup, int) or self.latent_warmup < 0:
