@@ -102,6 +102,12 @@ def main(argv: list[str] | None = None) -> int:
     command = "python scripts/train_demo_model.py --out vsode/assets/demo --seed " + str(args.seed)
     if args.steps != 2000:
         command += f" --steps {args.steps}"
+    if args.videos != 240:
+        command += f" --videos {args.videos}"
+    if args.frames != 48:
+        command += f" --frames {args.frames}"
+    if args.fps != "24":
+        command += f" --fps {args.fps}"
     for pair in args.sets:
         command += f" --set {shlex.quote(pair)}"
     report = {
