@@ -62,3 +62,31 @@ def test_checkpoint_scores_a_trained_model_without_training(data_dir, tmp_path):
         (line,) = _run(data_dir, "--checkpoint", str(path))
         assert line["checkpoint"] == str(path) and line["step"] == step
         assert all(line[k] == 1.0 for k in ("val_ode", "val_frames", "train_ode", "train_frames")), line
+        assert line["val_interp3"] == pytest.approx(1.0, abs=1e-3) and line["val_extrap"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_masked_training_options_reach_the_probe(data_dir):
+    """The dynamics issue's settings: mixed sampling over more frames, free state channels, the
+    motion-weighted state term and the feature term; each line carries the anchored ratios."""
+    lines = _run(data_dir, "--steps", "2", "--sampling", "mixed", "--frames", "6", "--n-hidden", "2",
+                 "--supervised", "3", "--set", "dynamics.free_channels=32", "--set", "state_motion=5",
+                 "--set", "feature_lambda=1", "--set", "state_lambda=1")
+    last = lines[-1]
+    assert last["step"] == 2 and last["state_term"] > 0
+    for key in ("val_interp3", "val_extrap", "val_ode"):
+        assert math.isfinite(last[key]) and last[key] > 0, (key, last)
+    assert last["val_interp3"] != 1.0 or last["val_extrap"] != 1.0  # the anchored model moves
+
+
+def test_ceilings_rank_the_motion_guesses():
+    """``--ceilings``: the demo world's own bounds. Exact slow channels beat lerping every channel,
+    which beats the frame blend; in extrapolation, continuing the slow channels beats holding."""
+    done = subprocess.run([sys.executable, str(SCRIPT), "--ceilings"], capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert set(result) == {"0", "1", "2", "3", "mean"}
+    mean = result["mean"]
+    assert mean["interp3_slow_exact"] > mean["interp3_lerp_all"] + 1.0 > mean["interp3_frame_blend"] + 1.0
+    assert mean["extrap_slow_exact"] > mean["extrap_slow_linear"] > mean["extrap_hold_all"] + 3.0
+    assert mean["interp3_only_mouth_open_lerped"] < mean["interp3_only_brow_lerped"]  # the mouth is what 3 fps loses

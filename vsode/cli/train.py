@@ -42,7 +42,7 @@ def train(
     max_steps: Annotated[Optional[int], typer.Option("--max-steps", help="Stop after this global step (default: the preset's; 100000 for ffhq).", min=0)] = None,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Videos per step and process (default: the preset's; 2 for ffhq).", min=1)] = None,
     lr: Annotated[Optional[float], typer.Option("--lr", help="Base rate η of modulation + mapper; the dynamics encoder uses 5η (default batch x processes x 2e-6).")] = None,
-    sampling: Annotated[Optional[str], typer.Option("--sampling", help="static, interpolate or extrapolate: hide frames from the ODE-GRU but supervise them.")] = None,
+    sampling: Annotated[Optional[str], typer.Option("--sampling", help="static, interpolate, extrapolate or mixed (one of the two per step): hide frames from the ODE-GRU but supervise them.")] = None,
     set_: Annotated[
         list[str],
         typer.Option("--set", help="Override a training option or model config field, e.g. --set rec.hi=0.5 --set dynamics.dtype=float64 (repeatable).", metavar="KEY=VALUE"),
