@@ -51,7 +51,7 @@ from vsode.model import build_model, load_backbone, preset_config  # noqa: E402
 from vsode.train.data import BinSampler, TrainData  # noqa: E402
 from vsode.train.loop import TrainOptions, split_overrides  # noqa: E402
 from vsode.train.loop.objective import observation_mask, step_generator, supervised_frames  # noqa: E402
-from vsode.train.losses import state_loss  # noqa: E402
+from vsode.train.losses import motion_weighted_mse, state_loss  # noqa: E402
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
@@ -70,6 +70,7 @@ class Probe:
     def __init__(self, config, seed: int, model=None) -> None:
         self.config = config
         self.state_motion = 1.0
+        self.wplus_motion = 1.0
         self.model = model if model is not None else build_model(config, seed=seed)
         self.generator = load_backbone("generator", config.backbones.generator).requires_grad_(False).eval()
         self.clip = load_backbone("clip", config.backbones.clip).requires_grad_(False).eval()
@@ -95,8 +96,12 @@ class Probe:
         if tokens_from == "frames":
             tokens = model.dynamics.tokens(feats)
         target = time_major(batch.w[:, chosen])
-        model_error = F.mse_loss(model.decode_w(tokens, content, style), target)
-        self.feature_error = F.mse_loss(model.decode_w(model.dynamics.tokens(feats), content, style), target)
+        decoded = model.decode_w(tokens, content, style)
+        model_error = F.mse_loss(decoded, target)
+        b = len(content)
+        self.weighted_error = motion_weighted_mse(batch_major(decoded, b), batch_major(target, b), self.wplus_motion)
+        self.feature_error = motion_weighted_mse(batch_major(model.decode_w(model.dynamics.tokens(feats), content, style), b),
+                                                 batch_major(target, b), self.wplus_motion)
         static_error = F.mse_loss(content.repeat(len(chosen), 1, 1), target)
         k = model.dynamics.observed_channels
         state = state_loss(states[:, :, :k], feats[:, :, :k], self.state_motion)
@@ -337,6 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     trained = _trained(args.checkpoint) if args.checkpoint else None
     probe = Probe(trained.config if trained else config, args.seed, trained)
     probe.state_motion = options.state_motion
+    probe.wplus_motion = options.wplus_motion
     data = TrainData(args.data, split="train")
     try:
         held = TrainData(args.data, split="val")
@@ -363,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
         mask = observation_mask(options, batch.frames.shape[1], g)
         chosen = supervised_frames(options, mask, g)
         error, static, state, _ = probe.errors(batch, args.tokens, mask, chosen)
-        total = options.wplus_lambda * (error + options.feature_lambda * probe.feature_error) + \
+        total = options.wplus_lambda * (probe.weighted_error + options.feature_lambda * probe.feature_error) + \
             (args.state_weight or options.state_lambda) * state
         for opt in optimizers:
             opt.zero_grad(set_to_none=True)

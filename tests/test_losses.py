@@ -304,3 +304,20 @@ def test_state_loss_motion_weight_splits_the_clip_mean_from_the_motion():
     mean = error.mean(1, keepdim=True)
     expect = mean.pow(2).sum(2).mean() + 7.0 * (error - mean).pow(2).sum(2).mean()
     assert float(state_loss(states, feats, 7.0)) == pytest.approx(float(expect), rel=1e-5)
+
+
+def test_motion_weighted_mse_is_the_mse_at_one_and_weighs_the_motion_apart():
+    from vsode.train.losses import motion_weighted_mse
+
+    torch.manual_seed(0)
+    target = torch.randn(3, 5, 4, 2)
+    pred = target + torch.randn_like(target)
+    assert torch.allclose(motion_weighted_mse(pred, target), F.mse_loss(pred, target))
+    offset = target + 0.5  # right motion, wrong offset: the motion part is 0
+    assert float(motion_weighted_mse(offset, target, 9.0)) == pytest.approx(0.25, rel=1e-5)
+    error = pred - target
+    mean = error.mean(1, keepdim=True)
+    expect = mean.pow(2).mean() + 9.0 * (error - mean).pow(2).mean()
+    assert float(motion_weighted_mse(pred, target, 9.0)) == pytest.approx(float(expect), rel=1e-5)
+    with pytest.raises(InputError):
+        motion_weighted_mse(pred, target[:, :4])

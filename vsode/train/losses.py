@@ -236,6 +236,20 @@ def state_loss(states: torch.Tensor, features: torch.Tensor, motion_weight: floa
     return (mean.pow(2).sum(2).mean() + motion_weight * (error - mean).pow(2).sum(2).mean()).float()
 
 
+def motion_weighted_mse(pred: torch.Tensor, target: torch.Tensor, motion_weight: float = 1.0) -> torch.Tensor:
+    """A vsode addition: the MSE between ``pred`` and ``target`` (``B×T×…``, frames on dim 1) with
+    each video's error split into its mean over the T frames and the frames' deviations from it,
+    the deviations weighed by ``motion_weight``. At 1 it is ``F.mse_loss``; above 1 a model that
+    gets each clip's offset right but not how it moves scores worse."""
+    if pred.shape != target.shape or pred.ndim < 2:
+        raise InputError(f"motion_weighted_mse: {tuple(pred.shape)} and {tuple(target.shape)} must match, B×T×…")
+    error = pred - target
+    if motion_weight == 1.0:
+        return error.pow(2).mean()
+    mean = error.mean(1, keepdim=True)
+    return mean.pow(2).mean() + motion_weight * (error - mean).pow(2).mean()
+
+
 def latent_hinge(
     z_c: torch.Tensor, w_rec: torch.Tensor, w_edit: torch.Tensor | None = None, *, eps: float = 0.02
 ) -> torch.Tensor:

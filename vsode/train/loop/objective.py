@@ -17,6 +17,7 @@ from ..losses import (
     consistency_loss,
     directional_loss,
     latent_hinge,
+    motion_weighted_mse,
     state_loss,
     structure_loss,
 )
@@ -180,14 +181,16 @@ def compute_losses(
         terms["consistency"] = zero
     content_rows = content.repeat(n, 1, 1)
     terms["latent"] = latent_hinge(content_rows, w_rec, w_edit, eps=options.latent_eps) if compute["latent"] else zero
-    terms["wplus"] = F.mse_loss(w_rec, time_major(latents[:, chosen.to(device)])) if compute["wplus"] else zero
+    target_w = latents[:, chosen.to(device)]  # B n n_latent D
+    terms["wplus"] = motion_weighted_mse(batch_major(w_rec, b), target_w, options.wplus_motion) \
+        if compute["wplus"] else zero
     k = model.dynamics.observed_channels  # free channels (if any) are left to the ODE
     terms["state"] = state_loss(states[:, :, :k], feats[:, chosen.to(device), :k],
                                 motion_weight=options.state_motion) if compute["state"] else zero
     if compute["feature"]:  # the same W+ term read from the frames' own features (no ODE)
         lifted = model.dynamics.tokens(feats[:, chosen.to(device)])
-        terms["feature"] = F.mse_loss(model.decode_w(lifted, content, style_rec),
-                                      time_major(latents[:, chosen.to(device)]))
+        terms["feature"] = motion_weighted_mse(batch_major(model.decode_w(lifted, content, style_rec), b),
+                                               target_w, options.wplus_motion)
     else:
         terms["feature"] = zero
 

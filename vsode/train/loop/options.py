@@ -40,6 +40,8 @@ class TrainOptions:
     network and mapper learn to read motion from the features that the state term pulls the ODE
     towards. state_motion: the state term's weight on the frames' deviations from their clip's
     mean (:func:`~vsode.train.losses.state_loss`'s ``motion_weight``; 1 = the plain distance).
+    wplus_motion: the same split for the W+ term and the feature term
+    (:func:`~vsode.train.losses.motion_weighted_mse`; 1 = the plain MSE).
     latent_warmup:
     the first steps train the latent terms alone (latent hinge, W+, state): every image loss weight
     is 0 there and nothing is rendered (a vsode addition, 0 in the released presets: the demo
@@ -71,6 +73,7 @@ class TrainOptions:
     wplus_lambda: float = 0.0
     state_lambda: float = 0.0
     state_motion: float = 1.0
+    wplus_motion: float = 1.0
     feature_lambda: float = 0.0
     latent_warmup: int = 0
     grad_clip: float = 0.0
@@ -102,6 +105,8 @@ class TrainOptions:
             problems.append("learning rates must be positive")
         if self.feature_lambda < 0:
             problems.append(f"feature_lambda {self.feature_lambda} must not be negative")
+        if self.wplus_motion < 0:
+            problems.append(f"wplus_motion {self.wplus_motion} must not be negative")
         if self.state_motion < 0:
             problems.append(f"state_motion {self.state_motion} must not be negative")
         if self.state_lambda < 0:
