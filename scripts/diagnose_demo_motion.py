@@ -47,6 +47,7 @@ import torch.nn.functional as F  # noqa: E402
 
 from vsode.dynamics import batch_major, time_major  # noqa: E402
 from vsode.errors import InputError  # noqa: E402
+from vsode.model.anchor import neighbours  # noqa: E402
 from vsode.model import build_model, load_backbone, preset_config  # noqa: E402
 from vsode.train.data import BinSampler, TrainData  # noqa: E402
 from vsode.train.loop import TrainOptions, split_overrides  # noqa: E402
@@ -145,31 +146,23 @@ def _anchored(model, probe, batch, observed: list[int], asked: list[int]) -> tor
     _, tokens = model.dynamics.solve(z0, tau[everything])
     m = batch_major(model.decode_w(tokens, content, style), len(content))  # B T n D
     row = {f: i for i, f in enumerate(everything)}
-    obs_t = tau[observed]
-    out = []
-    for f in asked:
-        t = tau[f].clamp(obs_t[0], obs_t[-1])
-        j = int(torch.searchsorted(obs_t, t, right=True).clamp(1, len(observed) - 1))
-        a = float((t - obs_t[j - 1]) / (obs_t[j] - obs_t[j - 1]))
-        l, r = observed[j - 1], observed[j]
-        w_lerp = (1 - a) * batch.w[:, l] + a * batch.w[:, r]
-        m_lerp = (1 - a) * m[:, row[l]] + a * m[:, row[r]]
-        out.append(w_lerp + m[:, row[f]] - m_lerp)
-    return torch.stack(out, 1)
+    at_observed, at_asked = m[:, [row[f] for f in observed]], m[:, [row[f] for f in asked]]
+    seen, wanted = tau[observed], tau[asked]
+    return _lerp(batch.w[:, observed], seen, wanted) + at_asked - _lerp(at_observed, seen, wanted)
+
+
+def _lerp(codes: torch.Tensor, seen: torch.Tensor, wanted: torch.Tensor) -> torch.Tensor:
+    """Codes at the ``seen`` times (B×K×…) lerped to the ``wanted`` times, held past the ends,
+    as anchoring does (:func:`vsode.model.anchor.neighbours`)."""
+    left, right, weight, _ = neighbours(seen, wanted)
+    a = weight.to(codes.dtype).view(1, -1, *([1] * (codes.ndim - 2)))
+    return (1 - a) * codes[:, left] + a * codes[:, right]
 
 
 def _control(batch, observed: list[int], asked: list[int]) -> torch.Tensor:
     """The model-free control: the observed frames' inversions lerped in time, held past the ends."""
-    zero = batch.w[:, :1, :1, :1] * 0
     numbers = batch.frame_numbers.to(torch.float64)
-    obs_t = numbers[observed]
-    out = []
-    for f in asked:
-        t = numbers[f].clamp(obs_t[0], obs_t[-1])
-        j = int(torch.searchsorted(obs_t, t, right=True).clamp(1, len(observed) - 1))
-        a = float((t - obs_t[j - 1]) / (obs_t[j] - obs_t[j - 1]))
-        out.append((1 - a) * batch.w[:, observed[j - 1]] + a * batch.w[:, observed[j]] + zero[:, 0])
-    return torch.stack(out, 1)
+    return _lerp(batch.w[:, observed], numbers[observed], numbers[asked])
 
 
 def _gains(probe: Probe, batch) -> list[tuple[float, float]]:
