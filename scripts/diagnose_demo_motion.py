@@ -47,8 +47,8 @@ import torch.nn.functional as F  # noqa: E402
 
 from vsode.dynamics import batch_major, time_major  # noqa: E402
 from vsode.errors import InputError  # noqa: E402
-from vsode.model.anchor import neighbours  # noqa: E402
 from vsode.model import build_model, load_backbone, preset_config  # noqa: E402
+from vsode.model.anchor import neighbours  # noqa: E402
 from vsode.train.data import BinSampler, TrainData  # noqa: E402
 from vsode.train.loop import TrainOptions, split_overrides  # noqa: E402
 from vsode.train.loop.objective import observation_mask, step_generator, supervised_frames  # noqa: E402
