@@ -81,9 +81,12 @@ class Probe:
             return self.clip.encode_image(self.generator.synthesize(content, noise="const")).float()
 
     def errors(self, batch, tokens_from: str, mask: torch.Tensor | None = None,
-               chosen: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+               chosen: torch.Tensor | None = None, *, training: bool = False
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(W+ MSE of the model, W+ MSE of the content code, state term, ODE states) on a batch;
-        ``mask`` hides frames from the ODE-GRU, ``chosen`` picks the supervised frames."""
+        ``mask`` hides frames from the ODE-GRU, ``chosen`` picks the supervised frames. With
+        ``training`` it also sets ``weighted_error`` and ``feature_error``, the W+ and feature
+        terms as training weighs them (evaluation does not need them)."""
         model, cfg = self.model, self.config
         numbers = batch.frame_numbers.to(torch.float64)
         tau = (numbers - numbers[0]) / cfg.video_length
@@ -99,10 +102,11 @@ class Probe:
         target = time_major(batch.w[:, chosen])
         decoded = model.decode_w(tokens, content, style)
         model_error = F.mse_loss(decoded, target)
-        b = len(content)
-        self.weighted_error = motion_weighted_mse(batch_major(decoded, b), batch_major(target, b), self.wplus_motion)
-        self.feature_error = motion_weighted_mse(batch_major(model.decode_w(model.dynamics.tokens(feats), content, style), b),
-                                                 batch_major(target, b), self.wplus_motion)
+        if training:
+            b = len(content)
+            lifted = model.decode_w(model.dynamics.tokens(feats), content, style)
+            self.weighted_error = motion_weighted_mse(batch_major(decoded, b), batch_major(target, b), self.wplus_motion)
+            self.feature_error = motion_weighted_mse(batch_major(lifted, b), batch_major(target, b), self.wplus_motion)
         static_error = F.mse_loss(content.repeat(len(chosen), 1, 1), target)
         k = model.dynamics.observed_channels
         state = state_loss(states[:, :, :k], feats[:, :, :k], self.state_motion)
@@ -133,9 +137,10 @@ def _whole_clips(data: TrainData, config, count: int) -> list:
     return [batch for _, batch in zip(range(count), iter(sampler))]
 
 
-def _anchored(model, probe, batch, observed: list[int], asked: list[int]) -> torch.Tensor:
+def _anchored(probe, batch, observed: list[int], asked: list[int]) -> torch.Tensor:
     """The anchored model's W+ at frames ``asked`` of whole clips observed at frames ``observed``
     only (as an application sees them): ``lerp(w_inv) + M(t) − lerp(M)``, held past the ends."""
+    model = probe.model
     numbers = batch.frame_numbers.to(torch.float64)
     tau = (numbers - numbers[observed[0]]) / probe.config.video_length
     content = batch.w[:, observed].mean(1)
@@ -179,7 +184,7 @@ def _gains(probe: Probe, batch) -> list[tuple[float, float]]:
     out = []
     for observed, asked in ((sparse, between), (seen, after)):
         truth = batch.w[:, asked]
-        model = float(F.mse_loss(_anchored(probe.model, probe, batch, observed, asked), truth))
+        model = float(F.mse_loss(_anchored(probe, batch, observed, asked), truth))
         control = float(F.mse_loss(_control(batch, observed, asked), truth))
         out.append((model, control))
     return out
@@ -361,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         g = step_generator(args.seed, step, 0)
         mask = observation_mask(options, batch.frames.shape[1], g)
         chosen = supervised_frames(options, mask, g)
-        error, static, state, _ = probe.errors(batch, args.tokens, mask, chosen)
+        error, static, state, _ = probe.errors(batch, args.tokens, mask, chosen, training=True)
         total = options.wplus_lambda * (probe.weighted_error + options.feature_lambda * probe.feature_error) + \
             (args.state_weight or options.state_lambda) * state
         for opt in optimizers:
