@@ -194,6 +194,23 @@ def test_edit_two_prompts_make_two_different_videos_with_the_input_timing_and_au
     assert result["timings"]["solve"]["frames"] == FRAMES
 
 
+def test_edit_hands_freed_heap_back_after_the_inversion_the_dynamics_and_while_rendering(clip_a, model_file, media,
+                                                                                       monkeypatch):
+    """vsode.memory.release runs where a stage's transients are gone, so the resident size does not
+    grow with the video's length through the C heap's fragments (benchmarks/bench_apps.py)."""
+    import vsode.invert
+    import vsode.pipeline
+
+    calls = []
+    monkeypatch.setattr(vsode.invert, "release", lambda: calls.append("invert"))
+    monkeypatch.setattr(vsode.pipeline, "release", lambda: calls.append("pipeline"))
+    monkeypatch.setattr(vsode.pipeline, "RELEASE_EVERY", 2)
+    ok("edit", clip_a, "-p", "blue eyes", "--no-cache", "--batch-size", "8", "-o", media / "released.mp4",
+       model=model_file)
+    # after the inversion; after the dynamics; render batches 0 and 2 of 4 (30 frames, 8 a batch)
+    assert calls == ["invert", "pipeline", "pipeline", "pipeline"]
+
+
 # --- interpolate -----------------------------------------------------------------------------------
 
 

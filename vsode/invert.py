@@ -40,6 +40,7 @@ from .align.track import Track
 from .errors import InputError
 from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
+from .memory import release
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
 from .tune import BATCH as TUNE_BATCH
@@ -492,6 +493,8 @@ def invert_video(
         refine={"steps": options.refine, "lr": options.refine_lr if options.refine else 0.0},
         track=track,
     )
+    codes.clear()
+    release()  # the encoder's transients, interleaved with the kept codes (vsode.memory)
     if options.tune:
         _tune(latents, torch.cat(targets), sorted(i for i in wanted if i < seen), options, models, progress)
     if options.use_cache:

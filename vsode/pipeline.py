@@ -47,6 +47,7 @@ from .align import PasteOptions, face_batches, paste_back, paste_square
 from .device import resolve_device
 from .errors import InputError, VsodeError
 from .invert import InversionModels, InvertOptions, Latents, alignment_track, invert_video
+from .memory import release
 from .model import Anchor, VideoCode, VidStyleODE, content_code, load_model
 from .options import IMAGE_SUFFIXES, EditOptions, FrameTimes, RenderOptions
 from .progress import Progress, ensure
@@ -58,6 +59,9 @@ _CODECS = {".webm": "libvpx-vp9"}  # libx264 elsewhere
 # The inputs whose inversion is tuned with --tune: the one the content comes from (edit,
 # interpolate, extrapolate, blend-motion's A; animate's image). Drivers and B only lend motion.
 TUNED_ROLES = ("input", "image")
+# Rendering hands freed heap back to the OS every this many batches (vsode.memory.release: a few
+# milliseconds, against seconds for a batch of 1024 px frames)
+RELEASE_EVERY = 8
 
 
 @dataclass(frozen=True)
@@ -314,7 +318,10 @@ class Pipeline:
                 raise VsodeError(f"{source.path}: decoded {done} of {n} frames for the dynamics")
             seconds = [float(t) for t in source.times]
             with self.progress.timed("dynamics"):
-                return self.model.encode_video(iter(batches), seconds, content_code=content, features=True)
+                code = self.model.encode_video(iter(batches), seconds, content_code=content, features=True)
+        batches.clear()
+        release()  # the feature maps and the ODE-GRU's transients (vsode.memory)
+        return code
 
     # --- style and rendering ---------------------------------------------------------------------
 
@@ -350,7 +357,8 @@ class Pipeline:
         with self.progress.stage("anchor", frames=len(seconds)):
             return self.model.anchor(code, wplus.to(self.device, torch.float32), seconds,
                                      self.base_style(code.content_code),
-                                     at=None if at is None else at.seconds(), batch_size=self.options.batch_size)
+                                     at=None if at is None else at.seconds(), batch_size=self.options.batch_size,
+                                     dtype=torch.bfloat16 if self.bf16 else None)
 
     def source_anchor(self, code: VideoCode, source: Source, *, at: FrameTimes | None = None) -> Anchor | None:
         """The anchor of a source's own code on its own per-frame W+ (``at`` as :meth:`anchor`'s)."""
@@ -411,16 +419,18 @@ class Pipeline:
                 backgrounds = read_frames(canvas.path, batch_size=batch, info=canvas.info)  # type: ignore[union-attr]
             styles = [spec.style.to(self.device) for spec in outputs]
             decoded = model.decode_many(code, times.seconds(), styles, blend=blend, anchor=anchor,
-                                        batch_size=batch, progress=self.progress)
+                                        batch_size=batch, dtype=dtype, progress=self.progress)
             insets = None
             if inset is not None:
                 inset_code, inset_anchor, inset_mask = inset
                 insets = model.decode_many(inset_code, times.seconds(), styles, anchor=inset_anchor,
-                                           batch_size=batch, progress=self.progress)
+                                           batch_size=batch, dtype=dtype, progress=self.progress)
             with contextlib.closing(decoded), contextlib.closing(insets) if insets else contextlib.nullcontext(), \
                     self.progress.stage("render", total=n * len(outputs), unit="frame") as stage, torch.no_grad():
-                for frames, ws in decoded:
+                for k, (frames, ws) in enumerate(decoded):
                     count = frames.stop - frames.start
+                    if k % RELEASE_EVERY == 0:
+                        release()  # what the solve, the last stage or the last batches freed (vsode.memory)
                     inset_ws = next(insets)[1] if insets is not None else [None] * len(ws)
                     if backgrounds is not None:
                         with self.progress.timed("paste", count):
