@@ -205,10 +205,12 @@ def test_edit_hands_freed_heap_back_after_the_inversion_the_dynamics_and_while_r
     monkeypatch.setattr(vsode.invert, "release", lambda: calls.append("invert"))
     monkeypatch.setattr(vsode.pipeline, "release", lambda: calls.append("pipeline"))
     monkeypatch.setattr(vsode.pipeline, "RELEASE_EVERY", 2)
+    monkeypatch.setattr(vsode.invert, "RELEASE_EVERY", 2)
     ok("edit", clip_a, "-p", "blue eyes", "--no-cache", "--batch-size", "8", "-o", media / "released.mp4",
        model=model_file)
-    # after the inversion; after the dynamics; render batches 0 and 2 of 4 (30 frames, 8 a batch)
-    assert calls == ["invert", "pipeline", "pipeline", "pipeline"]
+    # 30 frames, 8 a batch: inversion batches 2 and 4 of 4, then after it; after the dynamics;
+    # render batches 1 and 3 of 4
+    assert calls == ["invert"] * 3 + ["pipeline"] * 3
 
 
 # --- interpolate -----------------------------------------------------------------------------------

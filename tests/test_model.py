@@ -282,7 +282,7 @@ def test_an_anchor_decodes_the_model_only_where_a_render_reads_it(tiny):
     code = tiny.encode_video(frames, times, latents=latents)
     style = tiny.style_code(code.content_code[None])
     edit = tiny.anchor(code, latents, times, style, at=times)
-    assert not edit.model.any()
+    assert not edit.model.any() and edit.model.untyped_storage().nbytes() == 4 * edit.model[0].numel()  # none held
     full = tiny.anchor(code, latents, times, style)
     query = torch.tensor([0.05, 0.2, 0.55], dtype=torch.float64)
     lazy = tiny.anchor(code, latents, times, style, at=query)

@@ -40,6 +40,7 @@ from .align.track import Track
 from .errors import InputError
 from .options import ALIGN_MODES, DEFAULT_ENCODER, PRECISIONS, FrameTimes
 from .fileio import check_output_path, save_torch
+from .memory import EVERY as RELEASE_EVERY  # batches between two release() calls
 from .memory import release
 from .progress import Progress, ensure
 from .stylegan2 import Generator, load_generator
@@ -465,7 +466,10 @@ def invert_video(
     if also is not None and shares_decode(info, track, [*sizes, also[0]]):
         sizes.append(also[0])
     with progress.stage("encode", total=info.frame_count) as stage:
-        for batch, crops in face_batches(path, info, track, sizes=sizes, batch_size=options.batch_size):
+        for k, (batch, crops) in enumerate(face_batches(path, info, track, sizes=sizes,
+                                                       batch_size=options.batch_size)):
+            if k % RELEASE_EVERY == RELEASE_EVERY - 1:
+                release()  # the encoder's transients, pinned by the codes kept so far (vsode.memory)
             if len(crops) > 1:
                 also[1](crops[1])  # type: ignore[index]
             images, stamps = preprocess(crops[0], size).to(device), list(batch.timestamps)

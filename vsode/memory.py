@@ -10,7 +10,8 @@ held this way before rendering, varying from run to run).
 
 :func:`release` calls ``malloc_trim(0)``, which returns every free whole page of every heap
 (``MADV_DONTNEED``), wherever it lies. The pipeline calls it where a stage's transients are
-gone: after the inversion, after the dynamics encoding, and every few batches while rendering.
+gone: every :data:`EVERY` batches of the inversion and of the render, after the inversion and
+after the dynamics encoding.
 A fixed low mmap threshold would do the same for large blocks, but it made 1024 px synthesis
 about 12 % slower (every activation mapped and faulted in afresh), so it is not used.
 
@@ -25,7 +26,11 @@ import functools
 import sys
 from collections.abc import Callable
 
-__all__ = ["release", "resident_mb"]
+__all__ = ["EVERY", "release", "resident_mb"]
+
+# Loops over a video's batches (the inversion's, the render's) call release() every this many
+# batches: a few milliseconds, against seconds for a batch of 1024 px frames.
+EVERY = 8
 
 
 @functools.cache

@@ -47,6 +47,7 @@ from .align import PasteOptions, face_batches, paste_back, paste_square
 from .device import resolve_device
 from .errors import InputError, VsodeError
 from .invert import InversionModels, InvertOptions, Latents, alignment_track, invert_video
+from .memory import EVERY as RELEASE_EVERY  # batches between two release() calls
 from .memory import release
 from .model import Anchor, VideoCode, VidStyleODE, content_code, load_model
 from .options import IMAGE_SUFFIXES, EditOptions, FrameTimes, RenderOptions
@@ -59,11 +60,6 @@ _CODECS = {".webm": "libvpx-vp9"}  # libx264 elsewhere
 # The inputs whose inversion is tuned with --tune: the one the content comes from (edit,
 # interpolate, extrapolate, blend-motion's A; animate's image). Drivers and B only lend motion.
 TUNED_ROLES = ("input", "image")
-# Rendering hands freed heap back to the OS every this many batches (vsode.memory.release: a few
-# milliseconds, against seconds for a batch of 1024 px frames)
-RELEASE_EVERY = 8
-
-
 @dataclass(frozen=True)
 class OutputSpec:
     """One video to write: where, and the style token (1 × clip_dim) it is decoded with."""

@@ -419,11 +419,12 @@ class VidStyleODE(nn.Module):
         device = code.z_d0.device
         rows = torch.arange(seconds.numel()) if at is None else \
             rows_read(seconds, torch.as_tensor(at, dtype=torch.float64))
-        model = torch.zeros(wplus.shape, dtype=torch.float32, device=device)
-        if rows.numel():
+        if not rows.numel():  # an edit: no row is read, so none is held (one zero row, expanded)
+            model = torch.zeros((1, *wplus.shape[1:]), dtype=torch.float32, device=device).expand(wplus.shape)
+        else:
+            model = torch.zeros(wplus.shape, dtype=torch.float32, device=device)
             model[rows.to(device)] = torch.cat(
-                [w for _, (w,) in self.decode_many(code, seconds[rows], [style], batch_size=batch_size,
-                                                   dtype=dtype)])
+                [w for _, (w,) in self.decode_many(code, seconds[rows], [style], batch_size=batch_size, dtype=dtype)])
         return Anchor(seconds, wplus.to(device, model.dtype), model, style, code)
 
     @torch.no_grad()
