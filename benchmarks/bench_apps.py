@@ -37,6 +37,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -245,9 +246,10 @@ def main() -> None:
                    *(["--separate-decode"] if separate else []),
                    "--output", str(out), "--length", str(seconds), "--model", model, "--device", args.device,
                    "--batch-size", str(args.batch_size), "--precision", args.precision, "--threads", str(args.threads)]
-            # a cache per case: every case inverts its input
-            env = dict(os.environ, VSODE_CACHE_DIR=str(work / f"cache-{command}-{seconds:g}-{separate}"),
-                       PYTHONPATH=str(ROOT))
+            # a cache per case, emptied first: every case inverts its input, also in a kept --workdir
+            cache = work / f"cache-{command}-{seconds:g}-{separate}"
+            shutil.rmtree(cache, ignore_errors=True)
+            env = dict(os.environ, VSODE_CACHE_DIR=str(cache), PYTHONPATH=str(ROOT))
             proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode != 0:
                 sys.exit(f"{command} {seconds:g}s failed:\n{proc.stderr[-3000:]}")

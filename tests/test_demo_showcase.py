@@ -29,7 +29,7 @@ SECONDS, FPS, SIZE, SEED = 2.0, Fraction(12), 64, 0
 # generate (seeds 0 and 1) and the animate rendered with stylegan2-demo-poster, held a little below
 # what was measured (see the tests)
 GENERATE_ENERGY = 0.3
-GENERATE_VS_ANIMATE_LO, GENERATE_VS_ANIMATE_HI = 1.4, 2.2
+GENERATE_VS_ANIMATE_LO, GENERATE_VS_ANIMATE_HI = 0.35, 0.7
 POSTER_PALETTE = 0.35
 
 
@@ -250,13 +250,15 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
     """Seed 0, 2 s at 12 fps, 64 px; measured with vidstyleode-demo (weights of sha 36e503ca…; the same file with its prior since, 57c4bce7…) on 1 thread,
     anchored on the inversions (the default): hair→blonde accuracy 1.00, eyes→blue 1.00 (α = 2.0),
     others unchanged 1.00/1.00, flip rate 0/0, edited clips change from frame to frame 1.07/1.10 as
-    much as the source, PSNR against the edited truth 19.74/24.03 dB; animate r(head_x) 0.82,
-    r(head_y) -0.22, r(mouth) -0.06, portrait attributes 1.00; interpolation 27.25 dB (from the
+    much as the source, PSNR against the edited truth 19.74/24.03 dB; animate (the driver's own
+    motion on the portrait, Pipeline.motion_anchor) r(mouth) 0.75, r(head_x) -0.26, r(head_y)
+    0.37, portrait attributes 0.67; interpolation 27.25 dB (from the
     decoded input: W+ lerp 27.17, frame blend 27.45, content code alone 18.71); extrapolation
     20.20 dB (repeating the last input frame 19.64); blend-motion outside the mask r(A) 0.98,
-    r(B) 0.53. The thresholds sit a little below, so a regression in any stage fails here. The model
-    does not transfer head y or the mouth on this seed: those are the strict xfails below, which hold
-    the target and flip when the model reaches it (see README, "The demo model")."""
+    r(B) 0.53. The thresholds sit a little below, so a regression in any stage fails here. Animate
+    does not transfer the head on this seed, whose driver barely moves it (x: 0.0075 of the frame,
+    std); seeds 1-7 reach r ≥ 0.85 in x and y: those are the strict xfails below, which hold the
+    target and flip when it is reached (see README, "The demo model")."""
     _, report = demo_run
     s = report["summary"]
     assert s["edit-eyes"]["prompt"] == "blue eyes" and s["edit-eyes"]["accuracy"] >= 0.9
@@ -277,16 +279,19 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
     # true edits 0.94 / 0.90)
     for name in ("edit-hair", "edit-eyes"):
         assert s[name]["clip_direction"] >= 0.85 and s[name]["true_clip_direction"] >= 0.85, name
-    assert s["animate"]["portrait_attributes"] >= 0.9
-    assert s["animate"]["r_head_x"] >= 0.7
-    # head y and the mouth: see the strict xfails below
+    # CLIP reads the portrait's eye colour on 2 of 3 of the frames it can see them (the pixels read
+    # it on none, before this animate as after: it is lost in the portrait's inversion)
+    assert s["animate"]["portrait_attributes"] >= 0.6
+    assert s["animate"]["r_mouth_open"] >= 0.65
+    # the head: see the strict xfails below
     assert s["interpolate"]["psnr_db"] >= 27.0
     # anchored: as good as lerping the input's own inversions (measured +0.08 dB) and far above the
     # motionless content code
     assert s["interpolate"]["psnr_db"] >= s["interpolate"]["wplus_lerp_psnr_db"] - 0.1
     assert s["interpolate"]["psnr_db"] >= s["interpolate"]["content_code_psnr_db"] + 8.0
     assert s["extrapolate"]["psnr_db"] >= s["extrapolate"]["repeat_last_psnr_db"] + 0.3  # measured +0.56 dB
-    assert report["scores"]["animate"]["temporal"]["flip_rate"] <= 0.05
+    # the portrait's eye colour, read by CLIP, flips twice in 23 transitions as the driver's eyes move
+    assert report["scores"]["animate"]["temporal"]["flip_rate"] <= 0.1
     # blend-motion: outside the mask the motion follows A rather than B; the inside: see below
     blend = s["blend-motion"]
     assert blend["outside_corr_a"] >= 0.9 and blend["outside_corr_a"] > blend["outside_corr_b"] + 0.3
@@ -299,14 +304,15 @@ def test_scores_stay_above_what_the_shipped_model_measured(demo_run):
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="the mouth does not follow the driver: r(mouth_open) = -0.06 on seed 0 (anchored and not)")
-def test_animate_transfers_the_mouth(demo_run):
+                   reason="head x does not follow seed 0's driver, whose head barely moves in x: r(head_x) = -0.26 "
+                          "(seeds 1-7: 0.90-1.00)")
+def test_animate_transfers_head_x(demo_run):
     _, report = demo_run
-    assert report["summary"]["animate"]["r_mouth_open"] >= 0.5
+    assert report["summary"]["animate"]["r_head_x"] >= 0.7
 
 
 @pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="head y does not follow the driver on seed 0: r(head_y) = -0.22 (the paper's way -0.19)")
+                   reason="head y follows seed 0's driver only weakly: r(head_y) = 0.37 (seeds 1-7: 0.87-1.00)")
 def test_animate_transfers_head_y(demo_run):
     _, report = demo_run
     assert report["summary"]["animate"]["r_head_y"] >= 0.5
@@ -323,8 +329,8 @@ def test_blend_motion_inside_follows_b(demo_run):
 def test_generate_samples_distinct_faces_that_move(demo_run):
     """Two videos from the demo model's prior (seeds 0 and 1): measured two distinct looks (brown hair,
     brown eyes, medium skin; black hair, blue eyes, dark skin), motion energy 0.36 of the real
-    source's and driver's (the demo model's own motion is weak: its render of the real driver's
-    motion in animate moves 0.20 as much) and 1.78 of that animate's."""
+    source's and driver's (the demo model's own motion is weak) and 0.49 of animate's, which moves
+    the portrait with the driver's own motion (it was 1.78 when animate rendered the model's)."""
     out, report = demo_run
     for name in GENERATED:
         info = probe(out / name)
@@ -333,22 +339,28 @@ def test_generate_samples_distinct_faces_that_move(demo_run):
     assert report["summary"]["generate"] == {k: gen[k] for k in ("distinct_looks", "energy_ratio", "energy_ratio_vs_animate")}
     assert gen["distinct_looks"] == 2 and len(gen["looks"]) == 2 and len(set(map(str, gen["looks"]))) == 2
     assert gen["energy_ratio"] >= GENERATE_ENERGY
-    # the sampled motion is about as lively as the model's own motion of the real driver (animate)
+    # the sampled motion is weaker than the real driver's, which animate now carries
     assert GENERATE_VS_ANIMATE_LO <= gen["energy_ratio_vs_animate"] <= GENERATE_VS_ANIMATE_HI
     assert [s["seed"] for s in report["apps"]["generate"]["samples"]] == [SEED, SEED + 1]
 
 
 def test_the_swapped_generator_keeps_the_motion_and_shows_its_style(demo_run):
-    """animate rendered with stylegan2-demo-poster: the driver correlations move by at most 0.04
-    (mouth -0.06 → -0.07, head x 0.82 → 0.83, head y -0.22 → -0.18), the palette distance falls
-    from 0.080 to 0.022."""
+    """animate rendered with stylegan2-demo-poster: the mouth's correlation with the driver moves by
+    0.01 (0.75 → 0.73) and the palette distance falls from 0.080 to 0.023. The head: the xfail
+    below."""
     _, report = demo_run
     plain, poster = report["summary"]["animate"], report["summary"]["animate-poster"]
     assert report["apps"]["animate-poster"]["generator"] == "stylegan2-demo-poster"
-    for k in ("mouth_open", "head_x", "head_y"):
-        assert abs(poster[f"r_{k}"] - plain[f"r_{k}"]) <= 0.1, k
-    assert poster["r_change_max"] <= 0.1
+    assert abs(poster["r_mouth_open"] - plain["r_mouth_open"]) <= 0.1
     assert poster["palette_distance"] < POSTER_PALETTE * poster["unswapped_palette_distance"]
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="seed 0's driver barely moves its head, and the head's correlations are weak there: "
+                          "x -0.26 → -0.06, y 0.37 → 0.10 with the poster generator (seeds 1-7 change by at most 0.08)")
+def test_the_swapped_generator_keeps_the_head_motion(demo_run):
+    _, report = demo_run
+    assert report["summary"]["animate-poster"]["r_change_max"] <= 0.1
 
 
 def test_contact_sheet_has_a_row_per_application(demo_run):

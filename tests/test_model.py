@@ -326,3 +326,40 @@ def test_bf16_decode_stays_within_its_tolerance_of_fp32_and_keeps_anchor_frames_
     change_ref = decode(code, times, [edited]) - decode(code, times, [style])
     change = decode(code, times, [edited], anchor=anchor, dtype=torch.bfloat16) - latents
     assert float((change - change_ref).norm() / change_ref.norm()) < 1e-1  # measured 4.8e-2
+
+
+def test_animate_anchor_moves_the_portrait_by_the_drivers_motion_rows(tiny):
+    """Anchored animate (Pipeline.motion_anchor): the portrait's code plus the driver's inversion
+    offsets from its first frame in the rows the dynamics drive, the fine rows the portrait's own;
+    unedited, the first frame is the portrait's code exactly, and an edit adds the model's change
+    of style."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from vsode.options import RenderOptions
+    from vsode.pipeline import Pipeline
+
+    frames, latents, times = _video()
+    driver_code = tiny.encode_video(frames, times, latents=latents)
+    portrait = latents[2] + 0.5  # another face's code
+    code = dataclasses.replace(driver_code, content_code=portrait)
+    driver = SimpleNamespace(known_latents=SimpleNamespace(wplus=latents), times=times.tolist(), path="driver.mp4")
+    at = SimpleNamespace(seconds=lambda: times)
+    pipe = Pipeline(tiny, RenderOptions(model="tiny"), torch.device("cpu"))
+    anchor = pipe.motion_anchor(code, driver, at=at)
+    fine = tiny.config.mapper.group_rows()[2]
+    moved = [r for r in range(portrait.shape[0]) if r not in fine]
+    expected = portrait[None].repeat(len(times), 1, 1)
+    expected[:, moved] += latents[:, moved] - latents[:1, moved]
+    torch.testing.assert_close(anchor.wplus, expected)
+    style = tiny.style_code(portrait[None])
+    out = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [style], anchor=anchor)])
+    assert torch.equal(out, anchor.wplus)  # unedited: the anchored codes, bit for bit
+    assert torch.equal(out[0], portrait)
+    edited = style + 0.5
+    change = torch.cat([w for _, (w,) in tiny.decode_many(code, times, [edited])]) - \
+        torch.cat([w for _, (w,) in tiny.decode_many(code, times, [style])])
+    torch.testing.assert_close(torch.cat([w for _, (w,) in tiny.decode_many(code, times, [edited], anchor=anchor)]),
+                               anchor.wplus + change, rtol=1e-5, atol=1e-5)
+    assert Pipeline(tiny, RenderOptions(model="tiny", anchor="none"), torch.device("cpu")).motion_anchor(
+        code, driver, at=at) is None

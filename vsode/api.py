@@ -284,15 +284,18 @@ def animate(
     tags = _unique([f"{base}-{slug(p)}" for p in options.prompts] or [base])
     paths = _paths(outputs, [default_output(source, t, timing=drive) for t in tags])
     check_outputs(paths, len(times), [source, drive], force=options.force)
-    pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
+    anchored = options.anchor != "none"
+    pipe = Pipeline.load(options, need_encoder=source.latents is None or anchored, progress=progress)
     content = pipe.content_code(source)
-    code = pipe.encode(drive, content)
+    if anchored:  # the driver is inverted too: its own motion goes on the portrait (Pipeline.motion_anchor)
+        code = dataclasses.replace(pipe.encode(drive), content_code=content)
+    else:  # the paper's animate: the portrait's content with the driver's dynamics
+        code = pipe.encode(drive, content)
     _note_crops(pipe, source, drive)
     styles = pipe.styles(content, options)
     prompts: Sequence[str | None] = options.prompts or (None,)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, prompts)]
-    # anchored on the portrait's own code at the driver's first frame: its motion is added to it
-    anchor = pipe.anchor(code, content[None], [float(times.start)], at=times)
+    anchor = pipe.motion_anchor(code, drive, at=times)
     written = pipe.render(code, times, specs, anchor=anchor, audio=pipe.audio(drive, times), canvas=drive)
     return _result("animate", pipe, source, written, options, drive, canvas=drive)
 

@@ -84,7 +84,8 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
                      f"{num(e['clip_direction'])} (true edit {num(e['true_clip_direction'])})")
     a, e, b = s["animate"], s["extrapolate"], s["blend-motion"]
     lines.append(f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
-                 f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])}")
+                 f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])} "
+                 f"(pixels {pct(a.get('portrait_pixel_attributes'))})")
     for name, rate in (("interpolate", "8"), ("interpolate-sparse", "3")):
         i = s[name]
         lines.append(

@@ -360,9 +360,13 @@ def _edit(frames, truth, readers, read, visible, expected, reference, folder) ->
 def _animate(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:
     seconds = truth.seconds()
     motion = true_motion(truth.expected, seconds)
+    pixels = S.read_pixels(frames, truth.expected, seconds)
     return {
         "correlation": S.trajectory_correlation(readers.regressor.measure(frames), motion),
         "reference_correlation": S.trajectory_correlation(readers.regressor.measure(expected), motion),
+        # the portrait's colours read from the pixels where the truth paints them (the judge CLIP
+        # cannot fool; it also needs the face where the driver's motion puts it)
+        "pixels": S.attribute_agreement(pixels, {a: truth.expected.attributes[a] for a in S.NAMED}, visible),
     }
 
 

@@ -525,7 +525,8 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
                      "inversion_psnr_db": s.get("inversion_psnr_db"), "landed": s.get("landed")}
     a = scores["animate"]
     out["animate"] = {**{f"r_{k}": v for k, v in a["correlation"].items()},
-                      "portrait_attributes": a["attributes"]["all"]}
+                      "portrait_attributes": a["attributes"]["all"],
+                      "portrait_pixel_attributes": a["pixels"]["all"]}
     for name in ("interpolate", "interpolate-sparse"):
         out[name] = _versus_baselines(scores[name]["interpolation"])
     out["extrapolate"] = _versus_baselines(scores["extrapolate"]["extrapolation"])
