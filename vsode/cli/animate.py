@@ -78,7 +78,10 @@ def animate(
 
     The content code is the image's inversion; the dynamics, frame times, rate and audio are the
     driver's, and the result is pasted back into the driver's frames (--crop-only writes the
-    crop). With --prompt the face is also edited (one output per prompt).
+    crop). Anchored (the default), the driver is inverted too and its own motion moves the face:
+    the image's code plus the driver's W+ offsets from its first frame in the rows the dynamics
+    drive (coarse and medium). --anchor none renders the model's motion alone (the paper's
+    animate). With --prompt the face is also edited (one output per prompt).
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import animate as run
