@@ -459,8 +459,10 @@ def generate(
 
     and its motion state ``z_d0`` a draw from the model's motion prior, or with ``motion`` the
     dynamics of that video (its rate, length and audio by default). With ``options.anchor``
-    ``inversion`` the W+ are anchored on the content code at the first frame (as animate anchors
-    the portrait's): the first frame is G(content) and the model's motion is added to it.
+    ``inversion`` the W+ are anchored on the content code at the first frame: the first frame is
+    G(content) and the model's motion is added to it; with ``motion`` that video is inverted too
+    and its own motion is added instead, as animate moves its portrait
+    (:meth:`~vsode.pipeline.Pipeline.motion_anchor`).
 
     Args:
         options: :class:`GenerateOptions` (seconds, fps, seed, count, truncation, generator...).
@@ -487,8 +489,9 @@ def generate(
     seeds = [options.seed + k for k in range(options.count)]
     paths = _generate_paths(output, seeds)
     check_outputs(paths, len(times), [s for s in (given, drive) if s is not None], force=options.force)
-    pipe = Pipeline.load(options, need_encoder=given is not None and given.latents is None and latents is None,
-                         progress=progress)
+    anchored_motion = drive is not None and options.anchor != "none"  # the motion video is inverted too
+    pipe = Pipeline.load(options, need_encoder=anchored_motion or (given is not None and given.latents is None
+                                                                   and latents is None), progress=progress)
     model = pipe.model
     if kind == "auto":
         kind = "prior" if model.prior is not None else "mapping"
@@ -505,7 +508,10 @@ def generate(
     elif given is not None:
         fixed = pipe.content_code(given)
     driven = None
-    if drive is not None:  # its dynamics do not depend on the content code: encoded once, under any
+    if anchored_motion:  # inverted and encoded once: its own motion goes on every sample's content
+        driven = pipe.encode(drive)
+        _note_crops(pipe, drive)
+    elif drive is not None:  # its dynamics do not depend on the content code: encoded once, under any
         driven = pipe.encode(drive, torch.zeros(cfg.n_latent, cfg.style_dim, device=pipe.device))
         _note_crops(pipe, drive)
     content_name = str(given.path) if given else (str(latents) if latents else kind)
@@ -525,7 +531,10 @@ def generate(
             z_d0 = model.prior.motion.sample(sample_generator(seed, 0))  # type: ignore[union-attr]
             code = VideoCode(code_content, z_d0.to(pipe.device, model.dynamics.state_dtype), 0.0, (0.0,))
         style = pipe.styles(code_content)[0]
-        anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
+        if anchored_motion:  # as animate: the motion video's own motion on the sampled content
+            anchor = pipe.motion_anchor(code, drive, at=times)  # type: ignore[arg-type]
+        else:
+            anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
         written += pipe.render(code, times, [OutputSpec(path, style)], anchor=anchor,
                                audio=pipe.audio(drive, times) if drive else None)
         samples.append({"seed": seed, "content": content_name, "motion": motion_name,

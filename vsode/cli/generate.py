@@ -60,7 +60,8 @@ def generate(
     The model's prior (fitted by `vsode train` or `vsode fit-prior`) gives the initial motion state
     and, by default, the content code; --content and --motion take either from a file instead.
     Each video is anchored on its content code at its first frame (--anchor none: the paper's
-    z_C + 0.01·Δ(t)). The same --seed gives the same video.
+    z_C + 0.01·Δ(t)); with --motion that video is inverted too and its own motion moves the
+    content, as in animate. The same --seed gives the same video.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import generate as run
