@@ -181,7 +181,8 @@ class Pipeline:
             try:
                 model.backbone(kind)
             except InputError:
-                fix = ("invert the input with `vsode invert --encoder NAME` and pass --latents"
+                fix = ("invert the input with `vsode invert --encoder NAME` and pass --latents (a driver, "
+                       "blend-motion's B or generate's --motion is inverted unless --anchor none)"
                        if kind == "encoder" else f"it must name its {kind}; retrain or re-save it")
                 raise InputError(f"model {options.model} names no {kind}; {fix}") from None
         pipe = cls(model, options, device, scope)
