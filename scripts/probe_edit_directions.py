@@ -56,8 +56,8 @@ def fit_readout(generator: Any, clip: Any, samples: int, seed: int, truncation: 
     from vsode.demo.world import ATTRIBUTES
 
     g = torch.Generator().manual_seed(seed)
-    mean = generator.mapping(torch.randn(4096, generator.style_dim, generator=g)).mean(0)
     w = generator.mapping(torch.randn(samples, generator.style_dim, generator=g))
+    mean = generator.mapping(torch.randn(4096, generator.style_dim, generator=g)).mean(0)
     w = mean + truncation * (w - mean)
     images = torch.cat([_render(generator, w[i : i + 256, None].expand(-1, generator.n_latent, -1))
                         for i in range(0, samples, 256)])
