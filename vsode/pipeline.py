@@ -60,6 +60,8 @@ _CODECS = {".webm": "libvpx-vp9"}  # libx264 elsewhere
 # The inputs whose inversion is tuned with --tune: the one the content comes from (edit,
 # interpolate, extrapolate, blend-motion's A; animate's image). Drivers and B only lend motion.
 TUNED_ROLES = ("input", "image")
+
+
 @dataclass(frozen=True)
 class OutputSpec:
     """One video to write: where, and the style token (1 × clip_dim) it is decoded with."""
