@@ -508,11 +508,10 @@ def generate(
     elif given is not None:
         fixed = pipe.content_code(given)
     driven = None
-    if anchored_motion:  # inverted and encoded once: its own motion goes on every sample's content
-        driven = pipe.encode(drive)
-        _note_crops(pipe, drive)
-    elif drive is not None:  # its dynamics do not depend on the content code: encoded once, under any
-        driven = pipe.encode(drive, torch.zeros(cfg.n_latent, cfg.style_dim, device=pipe.device))
+    if drive is not None:  # encoded once: anchored, inverted too (its own motion goes on every sample's
+        # content); else its dynamics alone, which do not depend on the content code given
+        driven = pipe.encode(drive) if anchored_motion else \
+            pipe.encode(drive, torch.zeros(cfg.n_latent, cfg.style_dim, device=pipe.device))
         _note_crops(pipe, drive)
     content_name = str(given.path) if given else (str(latents) if latents else kind)
     motion_name = str(drive.path) if drive else "prior"

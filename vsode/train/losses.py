@@ -229,11 +229,8 @@ def state_loss(states: torch.Tensor, features: torch.Tensor, motion_weight: floa
     the features, so at 1 an ODE that holds the mean state scores almost as well as one that moves."""
     if states.shape != features.shape:
         raise InputError(f"state_loss: states {tuple(states.shape)} and features {tuple(features.shape)} differ")
-    error = states - features.detach().to(states.dtype)
-    if motion_weight == 1.0:
-        return error.pow(2).sum(2).mean().float()
-    mean = error.mean(1, keepdim=True)
-    return (mean.pow(2).sum(2).mean() + motion_weight * (error - mean).pow(2).sum(2).mean()).float()
+    # summed over the C channels, averaged over the rest: C × the mean over everything
+    return (states.shape[2] * motion_weighted_mse(states, features.detach().to(states.dtype), motion_weight)).float()
 
 
 def motion_weighted_mse(pred: torch.Tensor, target: torch.Tensor, motion_weight: float = 1.0) -> torch.Tensor:
