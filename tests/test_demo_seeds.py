@@ -113,6 +113,9 @@ def test_means_over_four_seeds_hold_the_measured_figures(scored):
     a = mean["animate"]
     assert a["r_mouth_open"] >= 0.7 and a["r_head_x"] >= 0.6 and a["r_head_y"] >= 0.7, a
     assert a["portrait_attributes"] >= 0.8 and a["portrait_pixel_attributes"] >= 0.45, a
+    # against the like-for-like baseline, the portrait's inversion held still: 16.83 against 16.29 dB
+    # (seed 2 17.09 against 18.71: its driver passes through the portrait's own pose)
+    assert a["psnr_db"] >= a["still_portrait_psnr_db"] + 0.3, a
     b = mean["blend-motion"]
     assert b["outside_corr_a"] >= 0.85 and b["outside_corr_a"] > b["outside_corr_b"] + 0.5, b
 

@@ -69,9 +69,9 @@ class Truth:
         crf: the x264 quality the output was written with (baselines are coded alike); None for
             uncoded baselines.
         input: the file the application read the source from (interpolate, extrapolate: the
-            video whose frames are at ``source_times``; edit, blend: the source video), relative
-            to the truth file's folder; the like-for-like baselines are built from it. None: only
-            the upper bounds.
+            video whose frames are at ``source_times``; edit, blend: the source video; animate:
+            the portrait), relative to the truth file's folder; the like-for-like baselines are
+            built from it. None: only the upper bounds.
     """
 
     kind: str
@@ -361,13 +361,18 @@ def _animate(frames, truth, readers, read, visible, expected, reference, folder)
     seconds = truth.seconds()
     motion = true_motion(truth.expected, seconds)
     pixels = S.read_pixels(frames, truth.expected, seconds)
-    return {
+    out = {
         "correlation": S.trajectory_correlation(readers.regressor.measure(frames), motion),
         "reference_correlation": S.trajectory_correlation(readers.regressor.measure(expected), motion),
         # the portrait's colours read from the pixels where the truth paints them (the judge CLIP
         # cannot fool; it also needs the face where the driver's motion puts it)
         "pixels": S.attribute_agreement(pixels, {a: truth.expected.attributes[a] for a in S.NAMED}, visible),
     }
+    portrait = _received(truth, folder, frames.shape[-1], count=1)
+    if portrait is not None:  # the like-for-like baseline: the portrait's inversion, held still
+        still = _coded(readers.synthesize(readers.invert(portrait), frames.shape[-1]), truth.crf)
+        out["still_portrait_psnr_db"] = _psnr(still.expand_as(expected), expected)
+    return out
 
 
 def _interpolate(frames, truth, readers, read, visible, expected, reference, folder) -> dict[str, Any]:

@@ -446,7 +446,7 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     result = api.animate(out / "portrait.png", drv, AnimateOptions(**common), outputs=[out / "animate.mp4"],
                          progress=progress)
     truths["animate.mp4"] = Truth("animate", ran("animate", result, started), with_motion(portrait, driver),
-                                  driver=driver, crf=CRF)
+                                  driver=driver, crf=CRF, input="portrait.png")
 
     started = time.perf_counter()
     # a swapped generator renders the portrait's plain inversion (tuning is of the model's own generator)
@@ -526,7 +526,8 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
     a = scores["animate"]
     out["animate"] = {**{f"r_{k}": v for k, v in a["correlation"].items()},
                       "portrait_attributes": a["attributes"]["all"],
-                      "portrait_pixel_attributes": a["pixels"]["all"]}
+                      "portrait_pixel_attributes": a["pixels"]["all"], "psnr_db": a["psnr_db"],
+                      "still_portrait_psnr_db": a.get("still_portrait_psnr_db")}
     for name in ("interpolate", "interpolate-sparse"):
         out[name] = _versus_baselines(scores[name]["interpolation"])
     out["extrapolate"] = _versus_baselines(scores["extrapolate"]["extrapolation"])
