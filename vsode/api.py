@@ -33,6 +33,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from .errors import InputError
 from .options import (
     AnimateOptions,
@@ -50,6 +52,8 @@ from .options import (
 from .fileio import check_output_path
 from .invert import InvertOptions
 from .options import IMAGE_SUFFIXES
+from .model import VideoCode
+from .model.free import free_anchor
 from .pipeline import OutputSpec, OutputVideo, Pipeline
 from .progress import Progress, ensure
 from .source import Source, open_source
@@ -82,6 +86,9 @@ class AppResult:
         tuning: with ``--tune`` (or tuned ``--latents``): the steps, frames, reconstruction PSNR of
             the tuned frames before and after (dB) and seconds per step; None otherwise.
         samples: ``generate`` only: per video its seed and where its content and motion came from.
+        optimize: ``edit --optimize`` only: per prompt, how its optimisation went
+            (:class:`vsode.optimize.OptimizeReport`: steps, loss and CLIP direction score before and
+            after, the share of frames CLIP reads as the target, seconds per step).
     """
 
     command: str
@@ -98,6 +105,7 @@ class AppResult:
     anchor: str = "none"
     tuning: dict[str, Any] | None = None
     samples: tuple[dict[str, Any], ...] = ()
+    optimize: tuple[dict[str, Any], ...] = ()
 
     @property
     def output(self) -> OutputVideo:
@@ -120,6 +128,7 @@ class AppResult:
             "timings": self.timings,
             "options": self.options,
             **({"samples": [dict(x) for x in self.samples]} if self.samples else {}),
+            **({"optimize": [dict(x) for x in self.optimize]} if self.optimize else {}),
         }
 
 
@@ -244,13 +253,27 @@ def edit(
     paths = _paths(outputs, [default_output(source, t) for t in tags])
     check_outputs(paths, len(times), [source], force=options.force)
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
-    code = pipe.encode(source)
+    if pipe.free:  # --model none: the inversions, moved by the optimised offsets alone
+        latents = source.latents or pipe.invert(source)
+        seconds = [float(t) for t in source.times]
+        code = VideoCode(pipe.content_code(source, latents), torch.zeros(0), seconds[0], tuple(seconds))
+        anchor = free_anchor(latents.wplus.to(pipe.device, torch.float32), seconds)
+        styles = [torch.zeros(1, 1) for _ in options.prompts]
+    else:
+        code = pipe.encode(source)
+        styles = pipe.styles(code.content_code, options)
+        anchor = pipe.source_anchor(code, source, at=times)
     _note_crops(pipe, source)
-    styles = pipe.styles(code.content_code, options)
-    specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, options.prompts)]
-    written = pipe.render(code, times, specs, anchor=pipe.source_anchor(code, source, at=times),
-                          audio=pipe.audio(source, times), canvas=source)
-    return _result("edit", pipe, source, written, options, canvas=source)
+    optimised: list[tuple[Any, dict[str, Any]]] = []
+    if options.optimize:
+        if anchor is None:
+            raise InputError("--optimize edits the input's own inversions; drop --anchor none")
+        optimised = pipe.optimise(code, source, styles, anchor, options)
+    offsets = [o for o, _ in optimised] or [None] * len(styles)
+    specs = [OutputSpec(p, s, prompt, offset) for p, s, prompt, offset in zip(paths, styles, options.prompts, offsets)]
+    written = pipe.render(code, times, specs, anchor=anchor, audio=pipe.audio(source, times), canvas=source)
+    result = _result("edit", pipe, source, written, options, canvas=source)
+    return dataclasses.replace(result, optimize=tuple(r for _, r in optimised)) if optimised else result
 
 
 def animate(

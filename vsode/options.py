@@ -477,18 +477,44 @@ class EditOptions(RenderOptions):
         strength: α (the released appearance script's default, 1.3).
         raw_prompt: use each prompt as the target text as it is, instead of
             ``"a photo of a person with {prompt}"`` (how the training captions were written).
+        optimize: ``edit`` only: at most this many steps of test-time optimisation of one W offset
+            per prompt, found with CLIP on the video's frames and a population of generator faces
+            (:mod:`vsode.optimize`); 0 (the default) renders the model's edit as it is. With
+            ``model="none"`` it is the whole edit.
+        layers: the W+ rows the offset moves: ``coarse``, ``medium``, ``fine`` (default) or ``all``.
+        encoder, clip: ``model="none"`` only: the encoder (its own decoder renders) and the CLIP;
+            default the first installed of e4e-ffhq-encode and psp-ffhq-encode with clip-vit-b-32,
+            else psp-demo with clip-demo.
     """
 
     prompts: tuple[str, ...] = ()
     source: str = DEFAULT_SOURCE
     strength: float = DEFAULT_STRENGTH
     raw_prompt: bool = False
+    optimize: int = 0
+    layers: str = "fine"
+    encoder: str | None = None
+    clip: str | None = None
     prompt_required: ClassVar[bool] = True
 
     def _check(self, problems: list[str]) -> None:
+        from .optimize import LAYERS
+
         object.__setattr__(self, "prompts", (self.prompts,) if isinstance(self.prompts, str) else tuple(self.prompts))
         super()._check(problems)
         _check_prompts(self.prompts, self.source, self.strength, problems, required=self.prompt_required)
+        _problem_if(not _whole(self.optimize, 0), problems,
+                    f"--optimize {self.optimize} must be a whole number of steps, 0 (none) or more")
+        _problem_if(self.layers not in LAYERS, problems, f"--layers {self.layers!r} is not one of {', '.join(LAYERS)}")
+        if self.model == "none" and self.prompt_required:  # edit's; other verbs refuse it when loading
+            _problem_if(not self.optimize, problems,
+                        "--model none edits by test-time optimisation alone; add --optimize N (e.g. --optimize 20)")
+            _problem_if(self.anchor == "none", problems,
+                        "--model none renders the input's own inversions; drop --anchor none")
+        else:
+            for name, value in (("--encoder", self.encoder), ("--clip", self.clip)):
+                _problem_if(value is not None, problems,
+                            f"{name} is for --model none (a model brings its own); drop {name} or add --model none")
 
     def target(self, prompt: str) -> str:
         """The target text for ``prompt``."""

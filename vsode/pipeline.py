@@ -50,6 +50,8 @@ from .invert import InversionModels, InvertOptions, Latents, alignment_track, in
 from .memory import EVERY as RELEASE_EVERY  # batches between two release() calls
 from .memory import release
 from .model import Anchor, VideoCode, VidStyleODE, content_code, load_model
+from .model.free import NONE as NO_MODEL
+from .model.free import load_free
 from .options import IMAGE_SUFFIXES, EditOptions, FrameTimes, RenderOptions
 from .progress import Progress, ensure
 from .source import Source
@@ -64,11 +66,13 @@ TUNED_ROLES = ("input", "image")
 
 @dataclass(frozen=True)
 class OutputSpec:
-    """One video to write: where, and the style token (1 × clip_dim) it is decoded with."""
+    """One video to write: where, the style token (1 × clip_dim) it is decoded with, and the W+
+    offset an optimised edit adds (:mod:`vsode.optimize`)."""
 
     path: Path
     style: torch.Tensor
     prompt: str | None = None
+    offset: torch.Tensor | None = None  # n_latent × D added to every W+ (edit --optimize)
 
 
 @dataclass(frozen=True)
@@ -177,6 +181,19 @@ class Pipeline:
         device = resolve_device(options.device)
         kinds = ("generator", "clip") + (("encoder",) if need_encoder else ())
         scope = ensure(progress).scoped()
+        if options.model == NO_MODEL:  # published weights alone (vsode.model.free): edit --optimize
+            if not getattr(options, "optimize", 0) or not getattr(options, "prompt_required", False):
+                raise InputError("--model none runs only `vsode edit --optimize N` (the other commands need a "
+                                 "VidStyleODE model's dynamics); give --model NAME")
+            with scope.stage("load model"):
+                free = load_free(getattr(options, "encoder", None), getattr(options, "clip", None), device=device,
+                                 cache_dir=options.cache_dir)
+            pipe = cls(free, options, device, scope)  # type: ignore[arg-type]
+            if options.generator is not None:
+                with scope.stage("load generator"):
+                    pipe.renderer = swap_generator(free, options.generator, label="none (the encoder's decoder)",  # type: ignore[arg-type]
+                                                   cache_dir=options.cache_dir, progress=scope).to(device)
+            return pipe
         with scope.stage("load model"):
             model = load_model(options.model, device=device, cache_dir=options.cache_dir, backbones=kinds)
         for kind in kinds:
@@ -193,6 +210,11 @@ class Pipeline:
                 pipe.renderer = swap_generator(model, options.generator, label=options.model,
                                                cache_dir=options.cache_dir, progress=scope).to(device)
         return pipe
+
+    @property
+    def free(self) -> bool:
+        """Whether no VidStyleODE runs (``--model none``): the W+ are the inversions themselves."""
+        return self.options.model == NO_MODEL
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -385,6 +407,36 @@ class Pipeline:
         content = code.content_code.to(self.device, torch.float32)
         return self.anchor(code, content[None] + offsets, [float(t) for t in driver.times], at=at)
 
+    def optimise(self, code: VideoCode, source: Source, styles: Sequence[torch.Tensor], anchor: Anchor,
+                 options: Any) -> list[tuple[torch.Tensor, dict[str, Any]]]:
+        """``edit --optimize``: per prompt of ``options`` (an EditOptions), the W+ offset
+        (n_latent × D) that moves the edit towards its text, found by :func:`vsode.optimize.optimise_edit`
+        on the source's frames as they would be rendered (its inversions, plus the model's edit),
+        with the generator that renders them; and its report."""
+        from .optimize import frame_indices, optimise_edit
+
+        latents = source.known_latents
+        if latents is None:
+            raise VsodeError(f"{source.path} has no per-frame W+ to optimise an edit on")
+        picks = frame_indices(latents.wplus.shape[0])
+        reference = latents.wplus[picks].to(self.device, torch.float32)  # K n D: the unedited frames
+        seconds = [float(source.times[int(k)]) for k in picks]
+        if self.free:
+            starts = [reference for _ in styles]
+        else:  # the model's anchored edit of the same frames (all anchor frames: exact)
+            with torch.no_grad():
+                batches = list(self.model.decode_many(code, seconds, styles, anchor=anchor, batch_size=len(seconds)))
+            starts = [torch.cat([ws[k] for _, ws in batches]) for k in range(len(styles))]
+        clip = self.model.clip
+        out = []
+        for prompt, start in zip(options.prompts, starts):
+            with torch.enable_grad():
+                report = optimise_edit(self.renderer, clip, start, options.source, options.target(prompt),
+                                       steps=options.optimize, layers=options.layers, seed=options.seed,
+                                       reference=reference, progress=self.progress, label=f"optimize {prompt}")
+            out.append((report.wplus_offset(self.renderer.n_latent), {"prompt": prompt, **report.to_dict()}))
+        return out
+
     def audio(self, source: Source, times: FrameTimes) -> AudioSpec | None:
         """The source's audio lined up with the output's first frame (none past its end)."""
         if not self.options.keep_audio or not source.info.audio or times.start >= source.info.duration:
@@ -436,6 +488,7 @@ class Pipeline:
             if paste:
                 backgrounds = read_frames(canvas.path, batch_size=batch, info=canvas.info)  # type: ignore[union-attr]
             styles = [spec.style.to(self.device) for spec in outputs]
+            offsets = [None if spec.offset is None else spec.offset.to(self.device, torch.float32) for spec in outputs]
             decoded = model.decode_many(code, times.seconds(), styles, blend=blend, anchor=anchor,
                                         batch_size=batch, dtype=dtype, progress=self.progress)
             insets = None
@@ -454,7 +507,9 @@ class Pipeline:
                         with self.progress.timed("paste", count):
                             background = next(backgrounds).frames  # b 3 H W uint8
                             assert background.shape[0] == count
-                    for w, w_inset, writer in zip(ws, inset_ws, writers):
+                    for w, w_inset, writer, offset in zip(ws, inset_ws, writers, offsets):
+                        if offset is not None:
+                            w = w + offset
                         with self.progress.timed("synthesize", count):
                             images = self._synthesize(w, dtype)
                             if w_inset is not None:

@@ -473,6 +473,7 @@ class Generator(nn.Module):
         impl: str = "auto",
         dtype: torch.dtype | None = None,
         generator: torch.Generator | None = None,
+        resolution: int | None = None,
     ) -> torch.Tensor:
         """Render images from W (B×style_dim, used for every layer) or W+ (B×n_latent×style_dim).
 
@@ -485,10 +486,20 @@ class Generator(nn.Module):
         dtype: float32 (default) or bfloat16 (convolutions in bf16, styles and the RGB skip in
             float32; the reference implementation runs it under autocast). Inside an active
             autocast region the autocast dtype is the default.
+        resolution: stop at this resolution (a power of two from 4 to the generator's) and return
+            the RGB skip sum there: the image the remaining blocks refine, for losses taken at a
+            lower resolution (``vsode edit --optimize``). The W+ rows of the later blocks are
+            not read. Default: the full resolution.
 
-        Returns B×3×height×width float32 images, roughly in [-1, 1], not clamped.
+        Returns B×3×height×width float32 images (×resolution/height), roughly in [-1, 1], not
+        clamped.
         """
         wplus = self._wplus(w)  # B n_latent D
+        stop = self.log_size - 1  # blocks 1..stop−1; block j renders 4·2^j
+        if resolution is not None and resolution != self.resolution:
+            if resolution < 4 or resolution > self.resolution or resolution & (resolution - 1):
+                raise InputError(f"resolution {resolution} must be a power of two from 4 to {self.resolution}")
+            stop = int(math.log2(resolution)) - 1
         batch = wplus.shape[0]
         noises = self._resolve_noise(noise, batch, generator)
         device_type = wplus.device.type
@@ -501,16 +512,16 @@ class Generator(nn.Module):
                 ctx = torch.autocast(device_type, dtype=dtype)
             with ctx:
                 x, skip = self._first_block(wplus, noises, "reference", None)
-                x, skip = self._blocks(x, skip, wplus, noises, 1, self.log_size - 1, "reference", None)
+                x, skip = self._blocks(x, skip, wplus, noises, 1, stop, "reference", None)
             return skip.float()
         with torch.autocast(device_type, enabled=False):
             wplus = wplus.float()
             x, skip = self._first_block(wplus, noises, "fast", dtype)
-            split = self.log_size - 1
+            split = stop
             if device_type == "cpu" and batch > 1:
                 split = min(split, max(1, int(math.log2(self.split_resolution)) - 2))
             x, skip = self._blocks(x, skip, wplus, noises, 1, split, "fast", dtype)
-            if split < self.log_size - 1:
+            if split < stop:
                 images = []
                 for b in range(batch):
                     rows = [n if n is None or n.shape[0] == 1 else n[b : b + 1] for n in noises]
@@ -520,7 +531,7 @@ class Generator(nn.Module):
                         wplus[b : b + 1],
                         rows,
                         split,
-                        self.log_size - 1,
+                        stop,
                         "fast",
                         dtype,
                     )

@@ -16,7 +16,7 @@ import typer
 
 ModelOpt = Annotated[
     str,
-    typer.Option("--model", "-m", help="Trained VidStyleODE: a registry name or a checkpoint file. It names the generator, encoder and CLIP it uses.", metavar="NAME|PATH"),
+    typer.Option("--model", "-m", help="Trained VidStyleODE: a registry name or a checkpoint file. It names the generator, encoder and CLIP it uses. `vsode edit --optimize N` also takes 'none': published weights alone (--encoder, --clip), the way to edit real faces.", metavar="NAME|PATH"),
 ]
 LatentsOpt = Annotated[
     Optional[Path],
@@ -60,6 +60,11 @@ def report(result: Any) -> str:
         fps = out.fps if out.fps.denominator != 1 else out.fps.numerator
         audio = ", with audio" if out.audio else ""
         lines.append(f"wrote {out.path}: {out.frames} frames at {fps} fps, {float(out.duration):.3f} s{audio}")
+    for r in getattr(result, "optimize", ()):
+        end = "stopped: CLIP reads the target" if r["stopped"] else "no more steps"
+        lines.append(f"optimize {r['prompt']!r}: {r['steps']} steps ({end}); target read on "
+                     f"{r['target_share_before']:.0%} → {r['target_share_after']:.0%} of frames, CLIP direction "
+                     f"{r['clip_direction_before']:.2f} → {r['clip_direction_after']:.2f}")
     return "\n".join(lines)
 
 
@@ -74,6 +79,24 @@ AnchorOpt = Annotated[str, typer.Option(
          "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]
 
 TuneSeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seeds --tune's sampling of frames and codes.")]
+EditSeedOpt = Annotated[int, typer.Option(
+    "--seed", min=0, help="Seeds --tune's sampling of frames and codes and --optimize's generator faces.")]
+OptimizeOpt = Annotated[int, typer.Option(
+    "--optimize", min=0, metavar="N",
+    help="Test-time optimisation: at most N steps moving one W offset per prompt until CLIP reads the target "
+         "text on the frames, guided by CLIP over the frames and a population of generator faces (0 = none). "
+         "With --model none it is the whole edit.")]
+LayersOpt = Annotated[str, typer.Option(
+    "--layers", metavar="coarse|medium|fine|all",
+    help="The W+ rows --optimize moves: coarse (0-3: pose, shape), medium (4-7: features), fine (8 on: colour, "
+         "texture) or all.")]
+FreeEncoderOpt = Annotated[Optional[str], typer.Option(
+    "--encoder", metavar="NAME|PATH",
+    help="With --model none: the pSp/e4e encoder, whose own decoder renders (default: e4e-ffhq-encode or "
+         "psp-ffhq-encode if installed, else psp-demo).")]
+FreeClipOpt = Annotated[Optional[str], typer.Option(
+    "--clip", metavar="NAME|PATH",
+    help="With --model none: the CLIP that guides --optimize (default clip-vit-b-32, or clip-demo with psp-demo).")]
 GeneratorOpt = Annotated[Optional[str], typer.Option(
     "--generator", metavar="NAME|PATH",
     help="Render with this StyleGAN2 instead of the model's own: a generator fine-tuned from the model's "

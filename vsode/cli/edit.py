@@ -13,15 +13,19 @@ from .appopts import (
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
+    EditSeedOpt,
+    FreeClipOpt,
+    FreeEncoderOpt,
     GeneratorOpt,
     LatentsOpt,
+    LayersOpt,
     ModelOpt,
+    OptimizeOpt,
     OutputsOpt,
     PromptsOpt,
     RawPromptOpt,
     SourceOpt,
     StrengthOpt,
-    TuneSeedOpt,
     report,
 )
 from .common import (
@@ -63,7 +67,11 @@ def edit(
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
     anchor: AnchorOpt = RenderOptions.anchor,
     tune: TuneOpt = RenderOptions.tune,
-    seed: TuneSeedOpt = RenderOptions.seed,
+    optimize: OptimizeOpt = EditOptions.optimize,
+    layers: LayersOpt = EditOptions.layers,
+    seed: EditSeedOpt = RenderOptions.seed,
+    encoder: FreeEncoderOpt = EditOptions.encoder,
+    clip: FreeClipOpt = EditOptions.clip,
     generator: GeneratorOpt = RenderOptions.generator,
     no_cache: NoCacheOpt = not RenderOptions.use_cache,
     device: DeviceOpt = RenderOptions.device,
@@ -80,6 +88,9 @@ def edit(
     outputs from one inversion and one ODE solve. Each output has the input's frame times, rate
     and audio; the face is FFHQ-aligned and the result pasted back into the full frames
     (--crop-only writes the crop). An image input gives an image.
+
+    --optimize N then moves each prompt's edit by one W offset, found with CLIP (see the README's
+    "Edit real faces"); --model none --optimize N edits with published weights alone.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import edit as run
