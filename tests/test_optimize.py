@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.media import make_clip
 from vsode.cli.app import app as APP
 from vsode.errors import InputError
-from vsode.optimize import LAYERS, layer_rows, optimise_edit
+from vsode.optimize import LAYERS, STEP, layer_rows, optimise_edit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -122,7 +122,7 @@ def test_the_search_is_deterministic_for_a_seed_and_moves_only_its_rows(backbone
     offset = a.wplus_offset(generator.n_latent)
     assert offset[4:8].abs().sum() > 0 and offset[:4].abs().sum() == 0 and offset[8:].abs().sum() == 0
     # normalised steps: two steps of STEP × W's spread each, whatever CLIP's gradient size
-    assert 0.05 < a.offset_norm <= 2 * 0.045 + 1e-6
+    assert 0.05 < a.offset_norm <= 2 * STEP + 1e-6
     zero = optimise_edit(generator, clip, w_inv[:4], "a photo of a person", "a photo of a person with red hair",
                          steps=0)
     assert zero.steps == 0 and float(zero.offset.abs().sum()) == 0
@@ -193,3 +193,50 @@ def test_other_commands_refuse_model_none(clip_file, tmp_path):
     res = run("interpolate", clip_file, "--factor", "2", "--model", "none", "-o", tmp_path / "x.mp4")
     assert res.exit_code == 2
     assert "--model none runs only `vsode edit --optimize N`" in res.stderr
+
+
+# --- the defaults a user meets -------------------------------------------------------------------
+
+
+def test_edit_defaults_to_the_face_weights_where_they_are_installed(tmp_path):
+    from vsode.checkpoints import REGISTRY
+    from vsode.checkpoints.cache import Cache
+    from vsode.model.free import AUTO_STEPS, resolve_auto
+    from vsode.options import DEFAULT_MODEL, EditOptions
+
+    cache = Cache.open(tmp_path)
+    plain = resolve_auto(EditOptions(prompts=("blue eyes",), cache_dir=tmp_path))
+    assert plain.model == DEFAULT_MODEL and plain.optimize == 0  # nothing installed: the demo model
+    with pytest.raises(InputError, match="--model none"):
+        resolve_auto(EditOptions(prompts=("blue eyes",), cache_dir=tmp_path, encoder="e4e-ffhq-encode"))
+    for name in ("e4e-ffhq-encode", "clip-vit-b-32"):
+        path = cache.path(REGISTRY.get(name))
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"installed")
+    face = resolve_auto(EditOptions(prompts=("blue eyes",), cache_dir=tmp_path))
+    assert (face.model, face.optimize, face.encoder, face.clip) == ("none", AUTO_STEPS, "e4e-ffhq-encode",
+                                                                    "clip-vit-b-32")
+    assert resolve_auto(EditOptions(prompts=("blue eyes",), cache_dir=tmp_path, optimize=4)).optimize == 4
+    named = EditOptions(prompts=("blue eyes",), cache_dir=tmp_path, model=DEFAULT_MODEL)
+    assert resolve_auto(named) is named  # a named model is kept
+    # --anchor none asks for the paper's model
+    assert resolve_auto(EditOptions(prompts=("x",), cache_dir=tmp_path, anchor="none")).model == DEFAULT_MODEL
+
+
+def test_the_demo_model_on_a_real_face_notes_the_real_face_path(tmp_path):
+    from skimage import data  # the test extra installs scikit-image
+
+    from PIL import Image
+
+    from vsode.demo.world import render_times, sample_params
+
+    photo, cartoon = tmp_path / "photo.png", tmp_path / "cartoon.png"
+    Image.fromarray(data.astronaut()).save(photo)
+    frame = render_times(sample_params(0), np.array([0.0]), size=128)[0]
+    Image.fromarray((frame * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()).save(cartoon)
+    for image, noted in ((photo, True), (cartoon, False)):
+        res = run("edit", image, "--prompt", "blue eyes", "-o", tmp_path / f"out-{image.name}", "--no-cache")
+        assert res.exit_code == 0, res.stderr
+        assert ("shows a real face" in res.stderr) is noted, res.stderr
+        if noted:
+            assert "vsode edit --model none --optimize" in res.stderr

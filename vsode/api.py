@@ -53,7 +53,7 @@ from .fileio import check_output_path
 from .invert import InvertOptions
 from .options import IMAGE_SUFFIXES
 from .model import VideoCode
-from .model.free import free_anchor
+from .model.free import free_anchor, resolve_auto
 from .pipeline import OutputSpec, OutputVideo, Pipeline
 from .progress import Progress, ensure
 from .source import Source, open_source
@@ -247,6 +247,7 @@ def edit(
     rate and audio.
     """
     progress = ensure(progress)
+    options = resolve_auto(options)
     source = open_source(video, latents=latents)
     times = source.frame_times()
     tags = _unique([f"edit-{slug(p)}" for p in options.prompts])
@@ -261,6 +262,7 @@ def edit(
         styles = [torch.zeros(1, 1) for _ in options.prompts]
     else:
         code = pipe.encode(source)
+        pipe.note_real_face(source)
         styles = pipe.styles(code.content_code, options)
         anchor = pipe.source_anchor(code, source, at=times)
     _note_crops(pipe, source)

@@ -42,9 +42,9 @@ from .progress import Progress, ensure
 
 LAYERS = ("coarse", "medium", "fine", "all")
 DEFAULT_LAYERS = "fine"  # colour and texture: where the demo world's hair and eye colours live
-POPULATION = 32  # generator faces per step
+POPULATION = 64  # generator faces per step
 FRAMES = 8  # the video's frames each step reads (evenly spaced)
-STEP = 0.045  # a step's length, as a share of the spread of the generator's W
+STEP = 0.03  # a step's length, as a share of the spread of the generator's W
 STOP_SHARE = 0.9  # share of the frames on which CLIP must prefer the target text
 TRUNCATION = 0.7
 LOSS_RESOLUTION = 256
@@ -205,7 +205,8 @@ def optimise_edit(
             d = delta.clone().requires_grad_(True)
             w[:, rows] = w[:, rows] + d
             e = embed(w)
-            (grad,) = torch.autograd.grad((e @ direction).sum(), d)
+            gain = (e @ direction).sum()
+            (grad,) = torch.autograd.grad(gain, d)
             share = float((e[population:] @ target > e[population:] @ source).float().mean())
             if share >= stop_share:
                 if extra:

@@ -35,6 +35,9 @@ ALIGN_MODES = ("auto", "on", "off")
 # nothing (the paper's z_C + 0.01·Δ(t)).
 ANCHOR_MODES = ("inversion", "none")
 DEFAULT_MODEL = "vidstyleode-demo"
+# `vsode edit`'s default --model: the published face weights with --optimize where they are
+# installed, else DEFAULT_MODEL (vsode.model.free.resolve_auto)
+AUTO_MODEL = "auto"
 # The encoder DEFAULT_MODEL was trained with (its checkpoint's backbones record it; a test holds
 # the two together): `vsode invert`'s default, so that its latents fit the apps' default model.
 DEFAULT_ENCODER = "psp-demo"
@@ -477,6 +480,9 @@ class EditOptions(RenderOptions):
         strength: α (the released appearance script's default, 1.3).
         raw_prompt: use each prompt as the target text as it is, instead of
             ``"a photo of a person with {prompt}"`` (how the training captions were written).
+        model: for ``edit``, ``auto`` (the default) is the published face weights with
+            ``--optimize`` (``model="none"``) where an FFHQ encoder and CLIP ViT-B/32 are installed,
+            else the demo model (:func:`vsode.model.free.resolve_auto`).
         optimize: ``edit`` only: at most this many steps of test-time optimisation of one W offset
             per prompt, found with CLIP on the video's frames and a population of generator faces
             (:mod:`vsode.optimize`); 0 (the default) renders the model's edit as it is. With
@@ -487,6 +493,7 @@ class EditOptions(RenderOptions):
             else psp-demo with clip-demo.
     """
 
+    model: str = AUTO_MODEL
     prompts: tuple[str, ...] = ()
     source: str = DEFAULT_SOURCE
     strength: float = DEFAULT_STRENGTH
@@ -511,7 +518,7 @@ class EditOptions(RenderOptions):
                         "--model none edits by test-time optimisation alone; add --optimize N (e.g. --optimize 20)")
             _problem_if(self.anchor == "none", problems,
                         "--model none renders the input's own inversions; drop --anchor none")
-        else:
+        elif self.model != AUTO_MODEL:
             for name, value in (("--encoder", self.encoder), ("--clip", self.clip)):
                 _problem_if(value is not None, problems,
                             f"{name} is for --model none (a model brings its own); drop {name} or add --model none")
@@ -526,6 +533,7 @@ class AnimateOptions(EditOptions):
     """``vsode animate``: the content of an image moved by a driver video; prompts are optional
     (no prompt: one output with the image's own appearance)."""
 
+    model: str = DEFAULT_MODEL
     prompt_required: ClassVar[bool] = False
 
 

@@ -52,7 +52,7 @@ from .memory import release
 from .model import Anchor, VideoCode, VidStyleODE, content_code, load_model
 from .model.free import NONE as NO_MODEL
 from .model.free import load_free
-from .options import IMAGE_SUFFIXES, EditOptions, FrameTimes, RenderOptions
+from .options import DEFAULT_ENCODER, IMAGE_SUFFIXES, EditOptions, FrameTimes, RenderOptions
 from .progress import Progress, ensure
 from .source import Source
 from .video import VideoWriter, read_frames
@@ -62,6 +62,9 @@ _CODECS = {".webm": "libvpx-vp9"}  # libx264 elsewhere
 # The inputs whose inversion is tuned with --tune: the one the content comes from (edit,
 # interpolate, extrapolate, blend-motion's A; animate's image). Drivers and B only lend motion.
 TUNED_ROLES = ("input", "image")
+# Below this reconstruction PSNR of a first frame the demo world's encoder is not looking at the
+# demo world (Pipeline.note_real_face)
+DEMO_WORLD_DB = 20.0
 
 
 @dataclass(frozen=True)
@@ -433,9 +436,41 @@ class Pipeline:
             with torch.enable_grad():
                 report = optimise_edit(self.renderer, clip, start, options.source, options.target(prompt),
                                        steps=options.optimize, layers=options.layers, seed=options.seed,
-                                       reference=reference, progress=self.progress, label=f"optimize {prompt}")
+                                       reference=reference, dtype=torch.bfloat16 if self.bf16 else None,
+                                       progress=self.progress, label=f"optimize {prompt}")
             out.append((report.wplus_offset(self.renderer.n_latent), {"prompt": prompt, **report.to_dict()}))
         return out
+
+    def note_real_face(self, source: Source) -> bool:
+        """With the demo world's encoder (the demo model), note on a source that looks like real
+        footage: the encoder reconstructs its first frame below :data:`DEMO_WORLD_DB` (demo clips
+        reconstruct at 29-31 dB, a photograph at 8-12 dB) and a face detector finds a face in it.
+        The note names the real-face path. Returns whether it was given."""
+        if self.free or self._encoder_name() != DEFAULT_ENCODER or source.known_latents is None:
+            return False
+        generator = self.model.generator
+        side = generator.resolution
+        crops = next(face_batches(source.path, source.info, source.track, sizes=[(side, side)], batch_size=1))[1][0]
+        with torch.no_grad():
+            w = source.known_latents.wplus[:1].to(self.device, torch.float32)
+            image = ((generator.synthesize(w, noise="const").clamp(-1, 1) + 1) / 2).cpu()
+        crop = torch.nn.functional.interpolate(crops.float() / 255, size=image.shape[-2:], mode="area")
+        psnr = float(10 * torch.log10(1 / torch.nn.functional.mse_loss(image, crop).clamp_min(1e-10)))
+        if psnr >= DEMO_WORLD_DB:
+            return False
+        try:
+            from .align.landmarks import MTCNNLandmarker
+
+            frame = next(read_frames(source.path, batch_size=1, info=source.info)).frames
+            faces = MTCNNLandmarker("cpu").detect(frame)[0]
+        except VsodeError:  # no detector installed: say nothing
+            return False
+        if not faces:
+            return False
+        self.progress.note(f"note: {source.path} shows a real face, which the demo model cannot render (its inversion "
+                          f"reconstructs at {psnr:.1f} dB); edit real faces with `vsode edit --model none --optimize 12` "
+                          "after `vsode download e4e-ffhq-encode` and `vsode download clip-vit-b-32 --allow-unverified`")
+        return True
 
     def audio(self, source: Source, times: FrameTimes) -> AudioSpec | None:
         """The source's audio lined up with the output's first frame (none past its end)."""

@@ -98,6 +98,10 @@ class Progress:
     def log(self, message: str) -> None:
         """A short status line; silent here, shown by the CLI with ``-v``."""
 
+    def note(self, message: str) -> None:
+        """A line the user should see (advice, not status); the CLI shows it unless ``-q``."""
+        self.log(message)
+
     def _record(self, name: str, seconds: float, frames: int) -> None:
         self.timings[name] = self.timings.get(name, 0.0) + seconds
         self.frames[name] = self.frames.get(name, 0) + frames
@@ -148,6 +152,9 @@ class _Scoped(Progress):
 
     def log(self, message: str) -> None:
         self.parent.log(message)
+
+    def note(self, message: str) -> None:
+        self.parent.note(message)
 
     def _record(self, name: str, seconds: float, frames: int) -> None:
         super()._record(name, seconds, frames)

@@ -167,6 +167,7 @@ class RichProgress(Progress):
         self.console = console
         # Bars only on a terminal (or when forced, for tests): scripts get clean logs.
         self.enabled = enabled and (console.is_terminal or bool(os.environ.get("VSODE_FORCE_PROGRESS")))
+        self.quiet = not enabled  # -q: notes too are dropped
         self._bar: RichBar | None = None
         self._ids: dict[int, Any] = {}
         self.verbose = False
@@ -208,6 +209,10 @@ class RichProgress(Progress):
 
     def log(self, message: str) -> None:
         if self.verbose:
+            self.console.print(message, markup=False, highlight=False)
+
+    def note(self, message: str) -> None:
+        if not self.quiet:
             self.console.print(message, markup=False, highlight=False)
 
     def stop(self) -> None:

@@ -56,7 +56,7 @@ def edit(
     raw_prompt: RawPromptOpt = EditOptions.raw_prompt,
     output: OutputsOpt = None,
     latents: LatentsOpt = None,
-    model: ModelOpt = RenderOptions.model,
+    model: ModelOpt = EditOptions.model,
     batch_size: BatchOpt = RenderOptions.batch_size,
     precision: PrecisionOpt = RenderOptions.precision,
     content: ContentOpt = RenderOptions.content,

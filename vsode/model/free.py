@@ -103,6 +103,42 @@ def free_backbones(encoder: str | None, clip: str | None, cache_dir: Any = None)
     return encoder, clip
 
 
+AUTO_STEPS = 12  # --optimize's steps when `vsode edit`'s default model resolves to the face weights
+
+
+def face_weights(cache_dir: Any = None) -> tuple[str, str] | None:
+    """The installed published face encoder and CLIP ``--model none`` would use, or None."""
+    from ..checkpoints import REGISTRY
+    from ..checkpoints.cache import Cache
+
+    cache = Cache.open(cache_dir)
+    encoders = [name for name in FREE_ENCODERS if cache.is_installed(REGISTRY.get(name))]
+    if encoders and cache.is_installed(REGISTRY.get(FACE_CLIP)):
+        return encoders[0], FACE_CLIP
+    return None
+
+
+def resolve_auto(options: Any) -> Any:
+    """``vsode edit``'s default model made concrete: where published face weights are installed
+    (an FFHQ e4e/pSp encoder and CLIP ViT-B/32) and no model was named, ``--model none`` on them
+    with ``--optimize`` (:data:`AUTO_STEPS` unless given), so a real face gets a real-face edit;
+    else the demo model. Options naming a model are returned as they are."""
+    import dataclasses
+
+    from ..options import AUTO_MODEL, DEFAULT_MODEL
+
+    if options.model != AUTO_MODEL:
+        return options
+    found = face_weights(options.cache_dir)
+    if found is None and (options.encoder is not None or options.clip is not None):
+        raise InputError("--encoder and --clip are for --model none; add --model none")
+    if found is None or options.anchor == "none":  # the demo world's model; --anchor none asks for a model
+        return dataclasses.replace(options, model=DEFAULT_MODEL)
+    encoder, clip = found
+    return dataclasses.replace(options, model=NONE, optimize=options.optimize or AUTO_STEPS,
+                               encoder=options.encoder or encoder, clip=options.clip or clip)
+
+
 def load_free(encoder: str | None, clip: str | None, *, device: torch.device, cache_dir: Any = None) -> FreeModel:
     """Resolve (no network) and load ``--model none``'s encoder, its own generator and a CLIP."""
     from ..invert import model_ref
