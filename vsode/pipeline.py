@@ -176,6 +176,7 @@ class Pipeline:
         # inversions always use the model's own
         self.renderer = model.generator
         self.tuning: dict[str, Any] | None = None  # the tuning report of a tuned renderer
+        self._first_crop: torch.Tensor | None = None  # 1 × 3 × h × w uint8: the first face crop encoded
 
     @classmethod
     def load(cls, options: RenderOptions, *, need_encoder: bool, progress: Progress | None = None) -> "Pipeline":
@@ -321,6 +322,8 @@ class Pipeline:
         with self.progress.stage(f"dynamics {source.role}", total=n, unit="frame", frames=n) as stage, \
                 torch.no_grad():
             def features(crops: torch.Tensor) -> None:
+                if self._first_crop is None:
+                    self._first_crop = crops[:1].clone()  # for note_real_face, without another decode
                 with self.progress.timed("dynamics", crops.shape[0]):
                     frames = crops.to(self.device, torch.float32) / 255  # b 3 H W in [0, 1]
                     batches.append(dyn.features(frames[None])[0])  # b C h w
@@ -445,12 +448,16 @@ class Pipeline:
         """With the demo world's encoder (the demo model), note on a source that looks like real
         footage: the encoder reconstructs its first frame below :data:`DEMO_WORLD_DB` (demo clips
         reconstruct at 29-31 dB, a photograph at 8-12 dB) and a face detector finds a face in it.
-        The note names the real-face path. Returns whether it was given."""
+        The note names the real-face path. Returns whether it was given. Reads the first crop the
+        dynamics encoder saw (no decode) and, only below that PSNR, decodes the first frame for the
+        detector."""
         if self.free or self._encoder_name() != DEFAULT_ENCODER or source.known_latents is None:
             return False
         generator = self.model.generator
         side = generator.resolution
-        crops = next(face_batches(source.path, source.info, source.track, sizes=[(side, side)], batch_size=1))[1][0]
+        crops = self._first_crop
+        if crops is None:
+            crops = next(face_batches(source.path, source.info, source.track, sizes=[(side, side)], batch_size=1))[1][0]
         with torch.no_grad():
             w = source.known_latents.wplus[:1].to(self.device, torch.float32)
             image = ((generator.synthesize(w, noise="const").clamp(-1, 1) + 1) / 2).cpu()
