@@ -19,7 +19,6 @@ See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench_tune import _cpu  # noqa: E402
+from bench_tune import _cpu, save_rows  # noqa: E402
 
 from vsode.optimize import FRAMES, POPULATION, optimise_edit  # noqa: E402
 
@@ -80,14 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     head = f"CPU: {_cpu()}, torch {torch.__version__}, {torch.get_num_threads()} threads"
     print(head)
     print(f"{'case':<10} {'faces':>5} {'s/step':>8} {'4 steps':>9} {'12 steps':>9}")
-    rows = []
-    for case in args.cases:
-        row = run_case(case, args.steps, args.population)
-        rows.append(row)
-        print(f"{case:<10} {args.population:>5} {row['seconds_per_step']:>8.3f} {row['edit_4_steps_s']:>8.1f}s "
-              f"{row['edit_12_steps_s']:>8.1f}s", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({"machine": head, "rows": rows}, indent=2) + "\n")
+    rows = [run_case(case, args.steps, args.population) for case in args.cases]
+    for row in rows:
+        print(f"{row['case']:<10} {row['population']:>5} {row['seconds_per_step']:>8.3f} "
+              f"{row['edit_4_steps_s']:>8.1f}s {row['edit_12_steps_s']:>8.1f}s")
+    save_rows(args.json, head, rows)
     return 0
 
 

@@ -44,6 +44,12 @@ def _cpu() -> str:
     return platform.processor() or "unknown"
 
 
+def save_rows(path: Path | None, machine: str, rows: list[dict]) -> None:
+    """Write a benchmark's rows and the machine line as JSON to ``path`` (nothing without one)."""
+    if path is not None:
+        path.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2) + "\n")
+
+
 def _models(case: str):
     if case == "demo":
         from vsode.checkpoints import resolve
@@ -98,8 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(f"{case:<10} {batch:>5} {row['seconds_per_step']:>8.3f} {row['tune_100_steps_s']:>9.1f}s "
               f"{row['tune_300_steps_s']:>9.1f}s", flush=True)
-    if args.json:
-        args.json.write_text(json.dumps({"machine": head, "rows": rows}, indent=2) + "\n")
+    save_rows(args.json, head, rows)
     return 0
 
 

@@ -1,9 +1,11 @@
-"""Test-time optimisation of a text edit (``vsode edit --optimize N``): one W offset, found by CLIP.
+"""Test-time optimisation of a text edit (``vsode edit --optimize N``): one W+ offset, found by CLIP.
 
 The edit rendered is ``w'(t) = w(t) + δ`` on the W+ rows of ``--layers``: ``w(t)`` is the frame's
-inversion (``--model none``) or the VidStyleODE model's anchored edit of it, and ``δ`` is one W
-row (style_dim numbers) repeated on those rows, shared by every frame, so the edit cannot flicker
-and cannot carry motion.
+inversion (``--model none``) or the VidStyleODE model's anchored edit of it, and ``δ`` holds one
+style_dim vector per row of ``--layers``, shared by every frame, so the edit cannot flicker and
+cannot carry motion. The rows move apart: an encoder's W+ keeps an attribute in a row or two
+(psp-demo: hair colour in row 8, or 6 for red; eye colour in row 5 or 9), which one repeated W
+row would couple to the others.
 
 Gradient steps on a CLIP loss over the video's own frames attack the CLIP instead of editing the
 face: a few hundred numbers are enough to make any CLIP read what it is told while the pixels
@@ -15,9 +17,10 @@ is made to edit instead:
   ``population`` faces the generator samples (truncation 0.7) and the video's frames. A change
   that moves CLIP the same way on many faces is the attribute; one that only fools CLIP on these
   frames is not.
-- **Normalised steps.** Every step moves ``δ`` by the same length, ``step`` times the spread of
-  the generator's W (the RMS distance of its faces to their mean), along that gradient. The size of
-  CLIP's gradient, which is huge near ``δ = 0``, does not set how far the face moves.
+- **Normalised steps.** Every step moves ``δ`` (all its rows together) by the same length,
+  ``step`` times the spread of the generator's W (the RMS distance of its faces to their mean),
+  along that gradient, so the rows the gradient favours move most. The size of CLIP's gradient,
+  which is huge near ``δ = 0``, does not set how far the face moves.
 - **A stop rule.** Before each step CLIP reads the video's frames: once it prefers the target text
   to the source text on ``stop_share`` of them, one more step is taken and the search stops (the
   extra step carries the edit past the point where CLIP's reading first flips). ``--optimize N``
@@ -70,8 +73,8 @@ class OptimizeReport:
 
     Attributes:
         steps: steps taken (at most ``--optimize``); stopped: whether the stop rule ended it.
-        offset: δ (style_dim), the W offset added to ``rows``; offset_norm: its length as a share
-            of the spread of the generator's W.
+        offset: δ (len(rows) × style_dim), the offset added to ``rows``; offset_norm: its length
+            as a share of the spread of the generator's W.
         loss_before, loss_after: ``1 − clip_direction``, on the video's read frames.
         clip_direction_before, clip_direction_after: the mean over those frames of the cosine
             between CLIP's change of the frame (from the unedited frame) and the text's direction
@@ -104,8 +107,8 @@ class OptimizeReport:
                 "target_share_after": r(self.target_share_after), "seconds_per_step": r(self.seconds_per_step)}
 
     def wplus_offset(self, n_latent: int) -> torch.Tensor:
-        """δ on its rows as an n_latent × style_dim offset (zeros elsewhere)."""
-        out = self.offset.new_zeros(n_latent, self.offset.numel())
+        """δ on its rows as an n_latent × style_dim W+ offset (zeros elsewhere)."""
+        out = self.offset.new_zeros(n_latent, self.offset.shape[-1])
         out[list(self.rows)] = self.offset
         return out
 
@@ -139,7 +142,7 @@ def optimise_edit(
     progress: Progress | None = None,
     label: str = "optimize",
 ) -> OptimizeReport:
-    """Find the W offset δ that edits ``wplus`` (K × n × D: the video's read frames, already
+    """Find the W+ offset δ that edits ``wplus`` (K × n × D: the video's read frames, already
     carrying the model's edit if there is one) from ``source_text`` towards ``target_text``.
 
     Args:
@@ -194,7 +197,7 @@ def optimise_edit(
             share = (e @ target > e @ source).float().mean()
         return float(cos.mean()), float(share)
 
-    delta = torch.zeros(dim, device=device)
+    delta = torch.zeros(len(rows), dim, device=device)  # one offset per row, shared by the frames
     direction_before, share_before = read(delta)
     taken, stopped, extra = 0, False, False
     started = time.perf_counter()

@@ -483,7 +483,7 @@ class EditOptions(RenderOptions):
         model: for ``edit``, ``auto`` (the default) is the published face weights with
             ``--optimize`` (``model="none"``) where an FFHQ encoder and CLIP ViT-B/32 are installed,
             else the demo model (:func:`vsode.model.free.resolve_auto`).
-        optimize: ``edit`` only: at most this many steps of test-time optimisation of one W offset
+        optimize: ``edit`` only: at most this many steps of test-time optimisation of one W+ offset
             per prompt, found with CLIP on the video's frames and a population of generator faces
             (:mod:`vsode.optimize`); 0 (the default) renders the model's edit as it is. With
             ``model="none"`` it is the whole edit.

@@ -83,7 +83,7 @@ EditSeedOpt = Annotated[int, typer.Option(
     "--seed", min=0, help="Seeds --tune's sampling of frames and codes and --optimize's generator faces.")]
 OptimizeOpt = Annotated[int, typer.Option(
     "--optimize", min=0, metavar="N",
-    help="Test-time optimisation: at most N steps moving one W offset per prompt until CLIP reads the target "
+    help="Test-time optimisation: at most N steps moving one W+ offset per prompt (one vector per row of --layers) until CLIP reads the target "
          "text on the frames, guided by CLIP over the frames and a population of generator faces (0 = none). "
          "With --model none it is the whole edit.")]
 LayersOpt = Annotated[str, typer.Option(

@@ -89,7 +89,7 @@ def edit(
     and audio; the face is FFHQ-aligned and the result pasted back into the full frames
     (--crop-only writes the crop). An image input gives an image.
 
-    --optimize N then moves each prompt's edit by one W offset, found with CLIP (see the README's
+    --optimize N then moves each prompt's edit by one W+ offset, found with CLIP (see the README's
     "Edit real faces"); --model none --optimize N edits with published weights alone.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:

@@ -2,7 +2,7 @@
 and a CLIP), no VidStyleODE.
 
 With no dynamics and no style network the W+ of a frame is its inversion, so an edit is the
-inversion moved by the W offset that :mod:`vsode.optimize` finds for the prompt
+inversion moved by the W+ offset that :mod:`vsode.optimize` finds for the prompt
 (``vsode edit --model none --optimize N``): the way to edit real faces without a model trained
 for them. :class:`FreeModel` answers what :class:`vsode.pipeline.Pipeline` asks of a model:
 its backbones, the W+ layout, and W+ at output times (the anchor's inversions, interpolated
