@@ -90,7 +90,9 @@ def edit(
     (--crop-only writes the crop). An image input gives an image.
 
     --optimize N then moves each prompt's edit by one W+ offset, found with CLIP (see the README's
-    "Edit real faces"); --model none --optimize N edits with published weights alone.
+    "Edit real faces"); --model none --optimize N edits with published weights alone. The default
+    --model, auto, is that (with --optimize 12) where an FFHQ e4e/pSp encoder and CLIP ViT-B/32 are
+    installed, and the demo model where they are not.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import edit as run
