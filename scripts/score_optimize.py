@@ -113,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--layers", choices=LAYERS, default=DEFAULT_LAYERS)
     parser.add_argument("--population", type=int, help="generator faces per step (default vsode.optimize.POPULATION)")
     parser.add_argument("--step", type=float, help="step length, share of W's spread (default vsode.optimize.STEP)")
+    parser.add_argument("--frames", type=int, help="video frames read per step (default vsode.optimize.FRAMES)")
+    parser.add_argument("--stop-share", type=float, help="share of frames CLIP must read as the target "
+                        "(default vsode.optimize.STOP_SHARE)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--keep", type=Path, help="keep the demo folders and outputs here")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
     optimize.POPULATION = args.population or optimize.POPULATION
     optimize.STEP = args.step or optimize.STEP
+    optimize.FRAMES = args.frames or optimize.FRAMES
+    optimize.STOP_SHARE = args.stop_share or optimize.STOP_SHARE
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -119,8 +119,10 @@ def _faces(generator: Any, count: int, g: torch.Generator, center: torch.Tensor)
         return center + TRUNCATION * (generator.mapping(z) - center)  # count D
 
 
-def frame_indices(count: int, frames: int = FRAMES) -> torch.Tensor:
-    """The frames a search reads: ``frames`` evenly spaced over ``count`` (all when fewer)."""
+def frame_indices(count: int, frames: int | None = None) -> torch.Tensor:
+    """The frames a search reads: ``frames`` (default :data:`FRAMES`) evenly spaced over ``count``
+    (all when fewer)."""
+    frames = FRAMES if frames is None else frames
     return torch.linspace(0, count - 1, min(frames, count)).round().long().unique()
 
 
