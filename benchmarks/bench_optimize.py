@@ -3,7 +3,7 @@
 One step renders ``population`` generator faces and the video's read frames (``vsode.optimize.FRAMES``)
 up to the loss resolution (the generator's RGB skip at 256 px for a 1024 generator, the full 64 px
 for the demo), reads them with CLIP and takes the gradient of CLIP's directional score back to
-the W offset. The cost does not grow with the clip: the frames read are at most FRAMES. The steps
+the W+ offset. The cost does not grow with the clip: the frames read are at most FRAMES. The steps
 taken are set by the stop rule (3-5 on the demo seeds; ``--optimize N`` is the most).
 
 Cases: the shipped demo generator and CLIP (64 px), and random weights in the real layout

@@ -84,7 +84,7 @@ def _psnr(x, y):
 def test_a_hair_edit_lands_by_the_pixels_with_no_model(backbones):
     """Seed 3's hair, grey → blonde, from the captions alone: the pixels read blonde on every frame,
     the eyes and skin are kept, and the frames come 4+ dB nearer the true edit than the inversion
-    (measured 6.0 dB with these settings; `scripts/score_optimize.py` scores seeds 0-3)."""
+    (measured 5.6 dB with these settings; `scripts/score_optimize.py` scores seeds 0-3)."""
     from vsode.demo.scores import edit_accuracy, eyes_visible, read_pixels
     from vsode.demo.world import caption, render_times, with_appearance
     from vsode.optimize import frame_indices

@@ -46,7 +46,7 @@ from .progress import Progress, ensure
 LAYERS = ("coarse", "medium", "fine", "all")
 DEFAULT_LAYERS = "fine"  # colour and texture: where the demo world's hair and eye colours live
 POPULATION = 64  # generator faces per step
-FRAMES = 8  # the video's frames each step reads (evenly spaced)
+FRAMES = 16  # the video's frames each step reads (evenly spaced)
 STEP = 0.03  # a step's length, as a share of the spread of the generator's W
 STOP_SHARE = 0.9  # share of the frames on which CLIP must prefer the target text
 TRUNCATION = 0.7
