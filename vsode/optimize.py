@@ -206,7 +206,7 @@ def optimise_edit(
     with progress.stage(label, total=steps, unit="step") as stage:
         for _ in range(steps):
             faces = _faces(generator, population, g, center)[:, None].expand(-1, n_latent, -1)
-            w = torch.cat([faces, wplus]).clone()
+            w = torch.cat([faces, wplus])
             d = delta.clone().requires_grad_(True)
             w[:, rows] = w[:, rows] + d
             e = embed(w)

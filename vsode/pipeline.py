@@ -185,33 +185,30 @@ class Pipeline:
         device = resolve_device(options.device)
         kinds = ("generator", "clip") + (("encoder",) if need_encoder else ())
         scope = ensure(progress).scoped()
+        label = options.model
         if options.model == NO_MODEL:  # published weights alone (vsode.model.free): edit --optimize
             if not getattr(options, "optimize", 0) or not getattr(options, "prompt_required", False):
                 raise InputError("--model none runs only `vsode edit --optimize N` (the other commands need a "
                                  "VidStyleODE model's dynamics); give --model NAME")
             with scope.stage("load model"):
-                free = load_free(getattr(options, "encoder", None), getattr(options, "clip", None), device=device,
-                                 cache_dir=options.cache_dir)
-            pipe = cls(free, options, device, scope)  # type: ignore[arg-type]
-            if options.generator is not None:
-                with scope.stage("load generator"):
-                    pipe.renderer = swap_generator(free, options.generator, label="none (the encoder's decoder)",  # type: ignore[arg-type]
-                                                   cache_dir=options.cache_dir, progress=scope).to(device)
-            return pipe
-        with scope.stage("load model"):
-            model = load_model(options.model, device=device, cache_dir=options.cache_dir, backbones=kinds)
-        for kind in kinds:
-            try:
-                model.backbone(kind)
-            except InputError:
-                fix = ("invert the input with `vsode invert --encoder NAME` and pass --latents (a driver, "
-                       "blend-motion's B or generate's --motion is inverted unless --anchor none)"
-                       if kind == "encoder" else f"it must name its {kind}; retrain or re-save it")
-                raise InputError(f"model {options.model} names no {kind}; {fix}") from None
+                model: Any = load_free(getattr(options, "encoder", None), getattr(options, "clip", None),
+                                       device=device, cache_dir=options.cache_dir)
+            label = "none (the encoder's decoder)"
+        else:
+            with scope.stage("load model"):
+                model = load_model(options.model, device=device, cache_dir=options.cache_dir, backbones=kinds)
+            for kind in kinds:
+                try:
+                    model.backbone(kind)
+                except InputError:
+                    fix = ("invert the input with `vsode invert --encoder NAME` and pass --latents (a driver, "
+                           "blend-motion's B or generate's --motion is inverted unless --anchor none)"
+                           if kind == "encoder" else f"it must name its {kind}; retrain or re-save it")
+                    raise InputError(f"model {options.model} names no {kind}; {fix}") from None
         pipe = cls(model, options, device, scope)
         if options.generator is not None:
             with scope.stage("load generator"):
-                pipe.renderer = swap_generator(model, options.generator, label=options.model,
+                pipe.renderer = swap_generator(model, options.generator, label=label,
                                                cache_dir=options.cache_dir, progress=scope).to(device)
         return pipe
 
