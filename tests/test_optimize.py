@@ -174,6 +174,7 @@ def test_edit_optimize_on_a_model_starts_from_the_models_edit(clip_file, tmp_pat
     (("--encoder", "psp-demo"), "--model none"),
     (("--optimize", "2", "--prompt", " "), "--prompt is empty"),
     (("--model", "none", "--optimize", "2", "--anchor", "none"), "--anchor none"),
+    (("--optimize", "2", "--anchor", "none"), "--anchor none"),
 ])
 def test_bad_optimize_input_exits_2_with_one_line(clip_file, tmp_path, args, message):
     prompt = () if "--prompt" in args else ("--prompt", "blue eyes")

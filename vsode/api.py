@@ -268,8 +268,7 @@ def edit(
     _note_crops(pipe, source)
     optimised: list[tuple[Any, dict[str, Any]]] = []
     if options.optimize:
-        if anchor is None:
-            raise InputError("--optimize edits the input's own inversions; drop --anchor none")
+        assert anchor is not None, "EditOptions refuses --optimize with --anchor none"
         optimised = pipe.optimise(code, source, styles, anchor, options)
     offsets = [o for o, _ in optimised] or [None] * len(styles)
     specs = [OutputSpec(p, s, prompt, offset) for p, s, prompt, offset in zip(paths, styles, options.prompts, offsets)]

@@ -513,11 +513,11 @@ class EditOptions(RenderOptions):
         _problem_if(not _whole(self.optimize, 0), problems,
                     f"--optimize {self.optimize} must be a whole number of steps, 0 (none) or more")
         _problem_if(self.layers not in LAYERS, problems, f"--layers {self.layers!r} is not one of {', '.join(LAYERS)}")
+        _problem_if(bool(self.optimize) and self.anchor == "none", problems,
+                    "--optimize edits the input's own inversions (and --model none renders them); drop --anchor none")
         if self.model == "none" and self.prompt_required:  # edit's; other verbs refuse it when loading
             _problem_if(not self.optimize, problems,
                         "--model none edits by test-time optimisation alone; add --optimize N (e.g. --optimize 20)")
-            _problem_if(self.anchor == "none", problems,
-                        "--model none renders the input's own inversions; drop --anchor none")
         elif self.model != AUTO_MODEL:
             for name, value in (("--encoder", self.encoder), ("--clip", self.clip)):
                 _problem_if(value is not None, problems,
