@@ -243,3 +243,17 @@ def test_the_demo_model_on_a_real_face_notes_the_real_face_path(tmp_path):
         assert ("shows a real face" in res.stderr) is noted, res.stderr
         if noted:
             assert "vsode edit --model none --optimize" in res.stderr
+
+
+def test_notes_show_without_verbose_and_not_with_quiet(clip_file, tmp_path):
+    """Advice (here: --tune does not apply to --latents) reaches stderr unless -q; status lines need -v."""
+    from vsode.invert import InvertOptions, invert_video
+
+    latents = tmp_path / "clip.latents.pt"
+    invert_video(clip_file, InvertOptions(encoder="psp-demo", device="cpu", use_cache=False)).save(latents)
+    common = ("edit", "--latents", latents, "--model", "vidstyleode-demo", "--tune", "2", "-p", "red hair")
+    shown = run(*common, "-o", tmp_path / "a.mp4")
+    assert shown.exit_code == 0, shown.stderr
+    assert "note: --tune is not applied to --latents" in shown.stderr
+    quiet = run(*common, "-o", tmp_path / "b.mp4", "-q")
+    assert quiet.exit_code == 0 and "note:" not in quiet.stderr

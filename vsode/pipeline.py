@@ -135,7 +135,7 @@ def swap_generator(model: VidStyleODE, name: str, *, label: str, cache_dir: Any 
         entry = REGISTRY.get(name)
         base = (model.backbone_refs.get("generator") or {}).get("name") or cfg.backbones.generator
         if entry.base is not None and base is not None and entry.base != base:
-            ensure(progress).log(f"note: generator {name} was fine-tuned from {entry.base}, not from {base}, "
+            ensure(progress).note(f"note: generator {name} was fine-tuned from {entry.base}, not from {base}, "
                                  "the model's; its W space may differ")
     return generator.eval()
 
@@ -285,7 +285,7 @@ class Pipeline:
         if source.latents is not None:
             want = (self.model.backbone_refs.get("encoder") or {}).get("sha256")
             if want and latents.encoder.get("sha256") not in (None, want):
-                self.progress.log(f"note: {source.path}'s latents come from encoder {latents.encoder.get('name')}, "
+                self.progress.note(f"note: {source.path}'s latents come from encoder {latents.encoder.get('name')}, "
                                   "not the one the model was trained with")
         return content_code(wplus, self.options.content).to(self.device, torch.float32)
 
@@ -293,7 +293,7 @@ class Pipeline:
         """Render with the generator tuned on the content input, when its latents carry tuning."""
         if latents.tuning is None:
             if self.options.tune and source.latents is not None:
-                self.progress.log(f"note: --tune is not applied to --latents {source.path}; "
+                self.progress.note(f"note: --tune is not applied to --latents {source.path}; "
                                   "tune with `vsode invert --tune N` and pass that file")
             return
         if self.options.generator is not None:
