@@ -116,7 +116,7 @@ class OptimizeReport:
 def _faces(generator: Any, count: int, g: torch.Generator, center: torch.Tensor) -> torch.Tensor:
     z = torch.randn(count, generator.style_dim, generator=g).to(center.device)
     with torch.no_grad():
-        return center + TRUNCATION * (generator.mapping(z) - center)  # count D
+        return generator.truncate(generator.mapping(z), TRUNCATION, center)  # count D
 
 
 def frame_indices(count: int, frames: int | None = None) -> torch.Tensor:

@@ -455,11 +455,13 @@ class Pipeline:
         crops = self._first_crop
         if crops is None:
             crops = next(face_batches(source.path, source.info, source.track, sizes=[(side, side)], batch_size=1))[1][0]
+        from .tune import psnr_db
+
         with torch.no_grad():
             w = source.known_latents.wplus[:1].to(self.device, torch.float32)
-            image = ((generator.synthesize(w, noise="const").clamp(-1, 1) + 1) / 2).cpu()
-        crop = torch.nn.functional.interpolate(crops.float() / 255, size=image.shape[-2:], mode="area")
-        psnr = float(10 * torch.log10(1 / torch.nn.functional.mse_loss(image, crop).clamp_min(1e-10)))
+            image = generator.synthesize(w, noise="const").clamp(-1, 1).cpu()  # [-1, 1]
+        crop = torch.nn.functional.interpolate(crops.float() / 255, size=image.shape[-2:], mode="area") * 2 - 1
+        psnr = psnr_db(image, crop)
         if psnr >= DEMO_WORLD_DB:
             return False
         try:

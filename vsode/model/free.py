@@ -91,13 +91,8 @@ def free_anchor(wplus: torch.Tensor, seconds: Sequence[float]) -> Anchor:
 def free_backbones(encoder: str | None, clip: str | None, cache_dir: Any = None) -> tuple[str, str]:
     """The encoder and CLIP ``--model none`` runs with: those given, else the first installed
     published face encoder (:data:`FREE_ENCODERS`) with CLIP ViT-B/32, else the demo world's."""
-    from ..checkpoints import REGISTRY
-    from ..checkpoints.cache import Cache
-
     if encoder is None:
-        cache = Cache.open(cache_dir)
-        installed = [name for name in FREE_ENCODERS if cache.is_installed(REGISTRY.get(name))]
-        encoder = installed[0] if installed else DEMO_ENCODER
+        encoder = _installed(FREE_ENCODERS, cache_dir) or DEMO_ENCODER
     if clip is None:
         clip = DEMO_CLIP if encoder == DEMO_ENCODER else FACE_CLIP
     return encoder, clip
@@ -108,14 +103,19 @@ AUTO_STEPS = 12  # --optimize's steps when `vsode edit`'s default model resolves
 
 def face_weights(cache_dir: Any = None) -> tuple[str, str] | None:
     """The installed published face encoder and CLIP ``--model none`` would use, or None."""
+    encoder = _installed(FREE_ENCODERS, cache_dir)
+    if encoder is not None and _installed((FACE_CLIP,), cache_dir):
+        return encoder, FACE_CLIP
+    return None
+
+
+def _installed(names: tuple[str, ...], cache_dir: Any) -> str | None:
+    """The first of the registry ``names`` installed in the cache, or None."""
     from ..checkpoints import REGISTRY
     from ..checkpoints.cache import Cache
 
     cache = Cache.open(cache_dir)
-    encoders = [name for name in FREE_ENCODERS if cache.is_installed(REGISTRY.get(name))]
-    if encoders and cache.is_installed(REGISTRY.get(FACE_CLIP)):
-        return encoders[0], FACE_CLIP
-    return None
+    return next((name for name in names if cache.is_installed(REGISTRY.get(name))), None)
 
 
 def resolve_auto(options: Any) -> Any:
@@ -141,8 +141,8 @@ def resolve_auto(options: Any) -> Any:
 
 def load_free(encoder: str | None, clip: str | None, *, device: torch.device, cache_dir: Any = None) -> FreeModel:
     """Resolve (no network) and load ``--model none``'s encoder, its own generator and a CLIP."""
-    from ..invert import model_ref
     from ..checkpoints.cache import resolve
+    from ..invert import model_ref
     from .io import load_backbone
 
     encoder, clip = free_backbones(encoder, clip, cache_dir)
