@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics.update({"sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob)})
     metrics["prior"] = {"command": command, "seed": args.seed,
                         "data": {"videos": args.videos, "frames": args.frames, "fps": args.fps, "split": "train"},
-                        **{k: summary[k] for k in ("clips", "motion", "content")}}
+                        **{k: summary[k] for k in ("clips", "motion_gain", "motion_limit", "calibration", "motion", "content")}}
     text = json.dumps(metrics, indent=2) + "\n"
     atomic_write_bytes(metrics_path, text.encode(), force=True)
     sys.stdout.write(text)

@@ -28,8 +28,8 @@ from vsode.video import VideoWriter, probe, read_all
 SECONDS, FPS, SIZE, SEED = 2.0, Fraction(12), 64, 0
 # generate (seeds 0 and 1) and the animate rendered with stylegan2-demo-poster, held a little below
 # what was measured (see the tests)
-GENERATE_ENERGY = 0.3
-GENERATE_VS_ANIMATE_LO, GENERATE_VS_ANIMATE_HI = 0.35, 0.7
+GENERATE_ENERGY_LO, GENERATE_ENERGY_HI = 0.9, 1.5
+GENERATE_VS_ANIMATE_LO, GENERATE_VS_ANIMATE_HI = 1.2, 2.0
 POSTER_PALETTE = 0.35
 
 
@@ -328,9 +328,10 @@ def test_blend_motion_inside_follows_b(demo_run):
 
 def test_generate_samples_distinct_faces_that_move(demo_run):
     """Two videos from the demo model's prior (seeds 0 and 1): measured two distinct looks (brown hair,
-    brown eyes, medium skin; black hair, blue eyes, dark skin), motion energy 0.36 of the real
-    source's and driver's (the demo model's own motion is weak) and 0.49 of animate's, which moves
-    the portrait with the driver's own motion (it was 1.78 when animate rendered the model's)."""
+    brown eyes, medium skin; black hair, blue eyes, dark skin), motion energy 1.15 of the real
+    source's and driver's and 1.56 of animate's (the driver's own motion on the portrait), with the
+    prior's calibrated motion gain; 0.36 and 0.49 before the prior had one (the demo model's own
+    motion is weak). Issue 21's target: a ratio to the real clips in [0.5, 2]."""
     out, report = demo_run
     for name in GENERATED:
         info = probe(out / name)
@@ -338,8 +339,7 @@ def test_generate_samples_distinct_faces_that_move(demo_run):
     gen = report["scores"]["generate"]
     assert report["summary"]["generate"] == {k: gen[k] for k in ("distinct_looks", "energy_ratio", "energy_ratio_vs_animate")}
     assert gen["distinct_looks"] == 2 and len(gen["looks"]) == 2 and len(set(map(str, gen["looks"]))) == 2
-    assert gen["energy_ratio"] >= GENERATE_ENERGY
-    # the sampled motion is weaker than the real driver's, which animate now carries
+    assert GENERATE_ENERGY_LO <= gen["energy_ratio"] <= GENERATE_ENERGY_HI
     assert GENERATE_VS_ANIMATE_LO <= gen["energy_ratio_vs_animate"] <= GENERATE_VS_ANIMATE_HI
     assert [s["seed"] for s in report["apps"]["generate"]["samples"]] == [SEED, SEED + 1]
 

@@ -135,6 +135,60 @@ def test_fit_prior_is_the_gaussian_of_the_clips_codes_and_lives_in_the_model_fil
     assert res.exit_code == 2 and "--force" in res.stderr  # no overwrite without --force
 
 
+def test_the_motion_gain_makes_samples_move_as_much_as_the_clips(prepared_demo_data, demo):
+    """The calibration's own measure: after enough passes the samples rendered as generate renders
+    them move as much (pixel change per frame) as the clips do; the demo model's motion is weak
+    (a quarter of its clips' at gain 1), so the gain is well above 1."""
+    from vsode.model import load_model as load
+    from vsode.train.data import TrainData
+    from vsode.train.prior import calibrate_motion_gain
+
+    model = load("vidstyleode-demo")  # generator and CLIP: the samples' styles
+    data = TrainData(prepared_demo_data, split="train")
+    gain, record = calibrate_motion_gain(model, model.prior, data, clips=4, frames=8, passes=4)
+    (first, at_one), *_, (last, at_last) = record["energy_ratio_at_gain"]
+    assert first == 1.0 and at_one < 0.6 and gain > 2
+    assert at_last == pytest.approx(1.0, abs=0.15)  # converged on the clips' energy
+    assert record["clips"] == 4 and record["frames"] == 8 and record["clip_energy"] > 0
+
+
+def test_the_prior_records_its_gain_and_limit_and_reads_old_priors(demo):
+    prior = demo.prior
+    assert prior.motion_gain > 1 and prior.motion_limit > 0 and prior.calibration["clips"] == 16
+    again = Prior.from_dict(prior.to_dict())
+    assert (again.motion_gain, again.motion_limit, again.calibration) == \
+        (prior.motion_gain, prior.motion_limit, prior.calibration)
+    old = {k: v for k, v in prior.to_dict().items() if k not in ("motion_gain", "motion_limit", "calibration")}
+    assert (Prior.from_dict(old).motion_gain, Prior.from_dict(old).motion_limit) == (1.0, None)
+    for bad in ({"motion_gain": -1.0}, {"motion_gain": "x"}, {"motion_limit": 0.0}):
+        with pytest.raises(InputError, match="fit-prior"):
+            Prior.from_dict({**prior.to_dict(), **bad})
+
+
+def test_scaled_motion_is_the_gain_times_the_motion_bounded_by_the_limit():
+    from vsode.model.anchor import scale_motion
+
+    g = torch.Generator().manual_seed(0)
+    motion = torch.randn(6, 10, 128, generator=g) * torch.logspace(-3, 1, 6)[:, None, None]
+    assert torch.equal(scale_motion(motion, 2.5, None), 2.5 * motion)
+    out = scale_motion(motion, 2.5, 3.0)
+    norms, want = out.flatten(1).norm(dim=1), (2.5 * motion).flatten(1).norm(dim=1)
+    assert bool((norms <= 3.0 + 1e-5).all()) and torch.allclose(norms, 3.0 * torch.tanh(want / 3.0), rtol=1e-5)
+    assert torch.allclose(out[0], 2.5 * motion[0], rtol=1e-3)  # far below the limit: the scaled motion
+    cos = torch.nn.functional.cosine_similarity(out.flatten(1), motion.flatten(1), dim=1)
+    assert bool((cos > 0.9999).all())  # the direction is kept
+
+
+def test_fit_prior_without_calibration_keeps_the_models_motion(tmp_path, prepared_demo_data):
+    res = ok("fit-prior", "vidstyleode-demo", prepared_demo_data, "-o", tmp_path / "m.pt", "--components", "2",
+             "--calibration-clips", "0")
+    assert res["motion_gain"] == 1.0 and res["calibration"] is None and res["motion_limit"] > 0
+    assert load_model(tmp_path / "m.pt", backbones=False).prior.motion_gain == 1.0
+    res = ok("fit-prior", "vidstyleode-demo", prepared_demo_data, "-o", tmp_path / "c.pt", "--components", "2",
+             "--calibration-clips", "2")
+    assert res["motion_gain"] > 1 and res["calibration"]["clips"] == 2
+
+
 def test_a_prior_that_does_not_fit_the_model_is_refused(demo):
     prior = demo.prior
     wrong = Prior(Gaussian.fit(torch.randn(5, 3, 2, 2)), prior.content, clips=5)
@@ -196,6 +250,25 @@ def test_a_seed_always_gives_the_same_video(tmp_path):
     assert S.motion_energy(clip, torch.ones(64, 64)).mean() > 1e-3
 
 
+def test_motion_scale_scales_the_sampled_motion(tmp_path):
+    """--motion-scale 0 is a still video (every frame the first); the default (the prior's gain)
+    moves more than the model's own motion (--motion-scale 1); the JSON says which was used."""
+    def clip(*args: str) -> tuple[dict, torch.Tensor]:
+        res = ok("generate", "-o", tmp_path / f"s{len(list(tmp_path.iterdir()))}.mp4", "--seed", "6",
+                 "--seconds", "1", "--fps", "12", *args)
+        return res, frames_of(Path(res["outputs"][0]["path"]))
+
+    res, still = clip("--motion-scale", "0")
+    assert res["samples"][0]["motion_scale"] == 0.0
+    assert (still - still[:1]).abs().max() < 3 / 255  # the codec's rounding only
+    res, default = clip()
+    assert res["samples"][0]["motion_scale"] == pytest.approx(load_model("vidstyleode-demo", backbones=False).prior.motion_gain)
+    _, own = clip("--motion-scale", "1")
+    energy = [S.motion_energy(c, torch.ones(64, 64)).mean() for c in (still, own, default)]
+    assert energy[0] < 0.1 * energy[1] and energy[2] > 1.5 * energy[1]  # measured 0.001 and 1.85
+    assert (default[0] - own[0]).abs().mean() < 0.012  # the same face up to the codec (measured 0.007; seeds differ > 0.02)
+
+
 def test_motion_from_a_video_takes_its_timing_and_audio(tmp_path):
     driver = make_clip(tmp_path / "drive.mp4", size=(64, 64), fps="25", duration=0.6)
     res = ok("generate", "-o", tmp_path / "m.mp4", "--motion", driver, "--seed", "1", "--content", "mapping")
@@ -229,6 +302,9 @@ def test_content_from_an_image_is_its_inversion(tmp_path, face):
     (["--truncation", "0"], "--truncation 0"),
     (["--truncation", "1.5"], "--truncation 1.5"),
     (["--content", "missing.png"], "--content missing.png does not exist"),
+    (["--motion-scale", "-1"], "--motion-scale -1"),
+    (["--motion-scale", "2", "--anchor", "none"], "--motion-scale scales the anchored motion"),
+    (["--motion-scale", "2", "--motion", "missing.mp4"], "--motion-scale scales the motion sampled"),
 ])
 def test_bad_input_exits_2(tmp_path, args, needle):
     res = run("generate", "-o", tmp_path / "x.mp4", "--device", "cpu", *args)
@@ -313,10 +389,11 @@ def test_a_fine_tune_imports_with_from_file_and_renders_by_name(tmp_path, monkey
 # --- the demo scores -------------------------------------------------------------------------------
 
 
-def test_generated_clips_are_diverse_and_move(tmp_path):
-    """Eight seeds, read by the demo CLIP: measured 8 distinct hair/eye/skin looks out of 8; the
-    motion energy over real demo clips of the same length measured 0.27 (the demo model's own
-    motion is weak: its paper-style reconstructions move about a quarter as much as the source)."""
+def test_generated_clips_are_diverse_and_move_as_much_as_real_clips(tmp_path):
+    """Eight seeds (1 s at 12 fps), read by the demo CLIP: measured 8 distinct hair/eye/skin looks
+    out of 8; motion energy over eight real demo clips of the same length 0.90 with the prior's
+    calibrated motion gain, 0.32 with the model's own motion (--motion-scale 1: the demo model
+    carries about a quarter of its clips' motion). Issue 21's target is a ratio in [0.5, 2]."""
     from vsode.demo.evaluate import Readers
 
     res = ok("generate", "-o", tmp_path / "d.mp4", "--count", "8", "--seconds", "1", "--fps", "12")
@@ -326,7 +403,7 @@ def test_generated_clips_are_diverse_and_move(tmp_path):
     assert S.distinct_looks(reads) >= 6
     t = np.arange(12) / 12
     real = [render_times(sample_params(1_000_000_000 + k), t, size=64) for k in range(8)]
-    assert S.energy_ratio(clips, real) >= 0.2
+    assert 0.7 <= S.energy_ratio(clips, real) <= 1.5
 
 
 # --- the scripts that make the shipped assets ------------------------------------------------------

@@ -484,7 +484,8 @@ def generate(
     and its motion state ``z_d0`` a draw from the model's motion prior, or with ``motion`` the
     dynamics of that video (its rate, length and audio by default). With ``options.anchor``
     ``inversion`` the W+ are anchored on the content code at the first frame: the first frame is
-    G(content) and the model's motion is added to it; with ``motion`` that video is inverted too
+    G(content) and the model's motion is added to it, scaled by ``options.motion_scale`` (by
+    default the prior's calibrated ``motion_gain``); with ``motion`` that video is inverted too
     and its own motion is added instead, as animate moves its portrait
     (:meth:`~vsode.pipeline.Pipeline.motion_anchor`).
 
@@ -508,6 +509,9 @@ def generate(
     options = options or GenerateOptions()
     progress = ensure(progress)
     kind, given, latents = _content_source(content)
+    if motion is not None and options.motion_scale is not None:
+        raise InputError("--motion-scale scales the motion sampled from the prior; with --motion the video's own "
+                         "motion is used as it is: drop one of them")
     drive = open_source(motion, role="motion", min_frames=2) if motion is not None else None
     times = options.frame_times(drive.info.duration if drive else None, drive.fps if drive else None)
     seeds = [options.seed + k for k in range(options.count)]
@@ -539,6 +543,9 @@ def generate(
         _note_crops(pipe, drive)
     content_name = str(given.path) if given else (str(latents) if latents else kind)
     motion_name = str(drive.path) if drive else "prior"
+    scale = None  # the factor on the prior's motion (anchored only): --motion-scale, else the prior's gain
+    if drive is None and options.anchor != "none":
+        scale = options.motion_scale if options.motion_scale is not None else model.prior.motion_gain  # type: ignore[union-attr]
     written, samples = [], []
     for seed, path in zip(seeds, paths):
         if fixed is not None:
@@ -558,10 +565,12 @@ def generate(
             anchor = pipe.motion_anchor(code, drive, at=times)  # type: ignore[arg-type]
         else:
             anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
+            if anchor is not None and scale is not None:
+                anchor.gain, anchor.limit = float(scale), model.prior.motion_limit  # type: ignore[union-attr]
         written += pipe.render(code, times, [OutputSpec(path, style)], anchor=anchor,
                                audio=pipe.audio(drive, times) if drive else None)
         samples.append({"seed": seed, "content": content_name, "motion": motion_name,
-                        "truncation": options.truncation})
+                        "truncation": options.truncation, "motion_scale": scale})
     return AppResult(
         command="generate", inputs={"content": content_name, "motion": motion_name}, outputs=tuple(written),
         source_frames=drive.frame_count if drive else 0, source_fps=drive.fps if drive else times.fps,

@@ -654,6 +654,9 @@ class GenerateOptions(RenderOptions):
         count: how many videos to write.
         truncation: ψ in (0, 1]: a sampled content code is ``mean + ψ·(draw − mean)`` (the
             mapping network's ``w`` about its ``latent_avg``, the prior's about its mean).
+        motion_scale: the factor on a sampled motion, ``w(t) = z_C + s·(M(t) − M(t0))``; None:
+            the prior's calibrated ``motion_gain``. 0 gives a still video. Only for the prior's
+            motion, anchored (not with ``--motion`` or ``--anchor none``).
     """
 
     seconds: float | Fraction | None = None
@@ -661,6 +664,7 @@ class GenerateOptions(RenderOptions):
     seed: int = 0
     count: int = 1
     truncation: float = 1.0
+    motion_scale: float | None = None
 
     def _check(self, problems: list[str]) -> None:
         super()._check(problems)
@@ -679,6 +683,13 @@ class GenerateOptions(RenderOptions):
         ok = not isinstance(psi, bool) and isinstance(psi, (int, float)) and math.isfinite(psi) and 0 < psi <= 1
         _problem_if(not ok, problems, f"--truncation {psi} must lie in (0, 1]: 1 samples the whole distribution, "
                                       "0.7 stays nearer the average face")
+        scale = self.motion_scale
+        if scale is not None:
+            ok = not isinstance(scale, bool) and isinstance(scale, (int, float)) and math.isfinite(scale) and scale >= 0
+            _problem_if(not ok, problems, f"--motion-scale {scale} must be a number >= 0: 1 is the model's own "
+                                          "motion, 0 a still video")
+            _problem_if(ok and self.anchor == "none", problems,
+                        "--motion-scale scales the anchored motion; drop it or --anchor none")
 
     def frame_times(self, motion_duration: Fraction | None = None, motion_fps: Fraction | None = None) -> FrameTimes:
         """The frames of each video: ``round(seconds·fps)`` (at least 1) from 0."""

@@ -35,6 +35,7 @@ def generate(
     seed: Annotated[int, typer.Option("--seed", help="Seed of the first video; video k has seed N+k, and a seed always gives the same video.", metavar="N", min=0)] = GenerateOptions.seed,
     count: Annotated[int, typer.Option("--count", "-n", help="How many videos to write.", metavar="K")] = GenerateOptions.count,
     truncation: Annotated[float, typer.Option("--truncation", help="ψ in (0, 1]: sampled content codes are mean + ψ·(draw − mean); lower stays nearer the average face.", metavar="PSI")] = GenerateOptions.truncation,
+    motion_scale: Annotated[Optional[float], typer.Option("--motion-scale", help="Factor on the sampled motion: 1 is the model's own, 0 a still video (default: the prior's calibrated gain, which makes samples move as much as the clips it was fitted on).", metavar="X", show_default=False)] = None,
     content_from: Annotated[str, typer.Option("--content", help="Content code: prior (the model's prior over its training clips), mapping (the generator's mapping network), auto (prior when the model has one, else mapping), or an image, video or latents file.", metavar="auto|prior|mapping|FILE")] = "auto",
     motion: Annotated[Optional[Path], typer.Option("--motion", help="Take the motion of this video instead of sampling it from the model's prior.", metavar="VIDEO", show_default=False)] = None,
     model: ModelOpt = RenderOptions.model,
@@ -60,8 +61,9 @@ def generate(
     The model's prior (fitted by `vsode train` or `vsode fit-prior`) gives the initial motion state
     and, by default, the content code; --content and --motion take either from a file instead.
     Each video is anchored on its content code at its first frame (--anchor none: the paper's
-    z_C + 0.01·Δ(t)); with --motion that video is inverted too and its own motion moves the
-    content, as in animate. The same --seed gives the same video.
+    z_C + 0.01·Δ(t)), and the sampled motion is scaled by the prior's motion gain (--motion-scale);
+    with --motion that video is inverted too and its own motion moves the content, as in animate.
+    The same --seed gives the same video.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import generate as run

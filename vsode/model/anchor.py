@@ -13,11 +13,20 @@ anchor frames and hold them past the ends. So an edit is the inversion plus the 
 style, an interpolation is the model's W+ plus the inversions' residual ``w_inv − M`` interpolated
 in time, a continuation carries the last residual on, and with ``M_out = M`` at an anchor frame the
 output is that frame's inversion (exactly: there ``M̃`` is taken as ``M`` from the same batch).
+
+An anchor's ``gain`` g and ``limit`` L act on the model's part, ``d = g·(M_out(t) − M̃(t))``, which
+becomes ``d·L·tanh(‖d‖/L)/‖d‖`` (‖·‖ over the frame's whole W+): nearly ``d`` while ``‖d‖`` is well
+below L, never longer than L. They are 1 and None (no limit) everywhere but in ``vsode generate``,
+where the anchor is the sampled content code at the first frame, so ``d`` is the sampled motion:
+``g`` is the prior's calibrated motion gain (or ``--motion-scale``) and L the prior's motion limit,
+the 95th percentile of its clips' own offsets from their first frame, so a motion the model lets
+drift is kept within the range the clips span.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import torch
@@ -38,6 +47,8 @@ class Anchor:
     model: torch.Tensor  # K n D
     style: torch.Tensor  # 1 × clip_dim: the style the model's W+ were decoded with
     code: Any = None
+    gain: float = 1.0  # scales M_out − M̃ (see the module's text)
+    limit: float | None = None  # the soft bound on ‖g·(M_out − M̃)‖ per frame (None: unbounded)
 
     def __post_init__(self) -> None:
         k = self.seconds.numel()
@@ -46,6 +57,15 @@ class Anchor:
                              f"{tuple(self.wplus.shape)}, {tuple(self.model.shape)}")
         if k > 1 and not bool((self.seconds[1:] > self.seconds[:-1]).all()):
             raise InputError("anchor frame times must be strictly increasing")
+        if not math.isfinite(self.gain) or self.gain < 0:
+            raise InputError(f"an anchor's motion gain must be a number >= 0, got {self.gain}")
+        if self.limit is not None and not (math.isfinite(self.limit) and self.limit > 0):
+            raise InputError(f"an anchor's motion limit must be a number > 0, got {self.limit}")
+
+    def scaled(self, motion: torch.Tensor) -> torch.Tensor:
+        """``motion`` (b × n × D: the model's part of each frame's W+) by :func:`scale_motion`
+        with the anchor's ``gain`` and ``limit``."""
+        return scale_motion(motion, self.gain, self.limit)
 
     def at(self, seconds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(w̃(t), M̃(t), hit)`` at times ``t`` (b, float64 seconds): b × n × D each, and whether
@@ -59,6 +79,16 @@ class Anchor:
             return (1 - a) * codes[left] + a * codes[right]
 
         return lerp(self.wplus), lerp(self.model), hit
+
+
+def scale_motion(motion: torch.Tensor, gain: float, limit: float | None) -> torch.Tensor:
+    """``d = gain·motion`` per frame (b × ...), softly bounded in length: ``d·L·tanh(‖d‖/L)/‖d‖``
+    with ``L = limit`` (nearly ``d`` while ``‖d‖ ≪ L``, never longer than L; None: ``d``)."""
+    motion = gain * motion
+    if limit is None:
+        return motion
+    norm = motion.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, *([1] * (motion.dim() - 1)))
+    return motion * (limit * torch.tanh(norm / limit) / norm)
 
 
 def neighbours(anchors: torch.Tensor, seconds: torch.Tensor

@@ -392,7 +392,8 @@ class VidStyleODE(nn.Module):
     def _anchored(self, out: list[torch.Tensor], styles: Sequence[torch.Tensor], anchor: Anchor,
                   seconds: torch.Tensor, tokens: torch.Tensor, content: torch.Tensor,
                   own_motion: bool) -> list[torch.Tensor]:
-        """``w̃ + W − M̃`` for each style's W+ of one batch (see :mod:`vsode.model.anchor`)."""
+        """``w̃ + W − M̃`` for each style's W+ of one batch, its motion scaled and limited by the
+        anchor's ``gain`` and ``limit`` where it has them (see :mod:`vsode.model.anchor`)."""
         device = out[0].device
         w_inv, m_anchor, hit = (x.to(device) for x in anchor.at(seconds))
         if own_motion and bool(hit.any()):  # the anchored video itself: M̃ at its frames is M, here
@@ -400,7 +401,9 @@ class VidStyleODE(nn.Module):
             m_here = out[same[0]] if same else \
                 self.decode_w(tokens, content, anchor.style.reshape(1, -1).to(device)).float()
             m_anchor = torch.where(hit[:, None, None], m_here, m_anchor)
-        return [w_inv + (w - m_anchor) for w in out]
+        if anchor.gain == 1 and anchor.limit is None:
+            return [w_inv + (w - m_anchor) for w in out]
+        return [w_inv + anchor.scaled(w - m_anchor) for w in out]
 
     @torch.no_grad()
     def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float] | torch.Tensor,

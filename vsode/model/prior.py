@@ -13,11 +13,23 @@ It lives in the model file beside the weights, under ``"prior"``, as plain tenso
 
 Truncation ψ ∈ (0, 1] scales every draw's offset from the mean, as StyleGAN's truncation trick
 scales ``w − w̄``: ψ = 1 is the fitted Gaussian, smaller ψ stays nearer the typical clip.
+
+A prior also says how a sampled motion is rendered: ``w(t) = z_C + d(t)`` with
+``d = g·(M(t) − M(t0))`` softly bounded in length by L (:meth:`vsode.model.anchor.Anchor.scaled`).
+``motion_gain`` g is fitted so that videos sampled from the prior move as much, in pixels, as the
+clips it was fitted on (:func:`vsode.train.prior.calibrate_motion_gain`): a model's decoder may
+carry its training clips' motion at a fraction of their amplitude (the demo model's samples move
+about a quarter as much as its clips), and a prior that samples only ``z_d0`` cannot sample more
+motion than the decoder gives. ``motion_limit`` L is the 95th percentile of the clips' own offsets
+from their first frame (``‖w_inv(t) − w_inv(t0)‖`` over the W+): a sampled motion that drifts is
+kept within the range the clips span instead of leaving the generator's domain. Priors written
+before these existed read as g = 1 and no limit (the model's motion as it is).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -107,16 +119,26 @@ class Gaussian:
 class Prior:
     """What ``vsode generate`` samples: ``motion`` over ``z_d0`` (C × h × w) and ``content`` over
     ``z_C`` (n_latent × D), both fitted on the same clips; ``clips`` counts them and ``source``
-    says where they came from (a data folder, for the record)."""
+    says where they came from (a data folder, for the record); ``motion_gain`` scales a sample's
+    motion when it is rendered (see the module's text; 1 for no calibration), ``calibration``
+    records how it was found and ``motion_limit`` bounds a sampled motion (None: unbounded)."""
 
     motion: Gaussian
     content: Gaussian
     clips: int
     source: str = ""
+    motion_gain: float = 1.0
+    calibration: Mapping[str, Any] | None = None  # how the gain was found (numbers and lists only)
+    motion_limit: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": PRIOR_FORMAT, "motion": self.motion.to_dict(), "content": self.content.to_dict(),
-                "clips": int(self.clips), "source": str(self.source)}
+        out = {"format": PRIOR_FORMAT, "motion": self.motion.to_dict(), "content": self.content.to_dict(),
+               "clips": int(self.clips), "source": str(self.source), "motion_gain": float(self.motion_gain)}
+        if self.calibration is not None:
+            out["calibration"] = dict(self.calibration)
+        if self.motion_limit is not None:
+            out["motion_limit"] = float(self.motion_limit)
+        return out
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Prior":
@@ -124,8 +146,25 @@ class Prior:
             found = d.get("format") if isinstance(d, Mapping) else type(d).__name__
             raise InputError(f"the model's prior is not a {PRIOR_FORMAT} (found {found!r}); fit it again with "
                              "`vsode fit-prior`")
+        try:
+            gain = float(d.get("motion_gain", 1.0))
+        except (TypeError, ValueError):
+            gain = math.nan
+        if not math.isfinite(gain) or gain < 0:
+            raise InputError(f"the model's prior has a motion gain of {d.get('motion_gain')!r}, not a number >= 0; "
+                             "fit it again with `vsode fit-prior`")
+        limit = d.get("motion_limit")
+        if limit is not None:
+            try:
+                limit = float(limit)
+            except (TypeError, ValueError):
+                limit = math.nan
+            if not (math.isfinite(limit) and limit > 0):
+                raise InputError(f"the model's prior has a motion limit of {d.get('motion_limit')!r}, not a number > 0; "
+                                 "fit it again with `vsode fit-prior`")
         return cls(Gaussian.from_dict(d["motion"], "motion"), Gaussian.from_dict(d["content"], "content"),
-                   int(d.get("clips", 0)), str(d.get("source", "")))
+                   int(d.get("clips", 0)), str(d.get("source", "")), gain,
+                   dict(d["calibration"]) if isinstance(d.get("calibration"), Mapping) else None, limit)
 
     def check(self, state_shape: tuple[int, ...], content_shape: tuple[int, ...], label: str) -> None:
         """Fail when the prior does not fit the model it is attached to."""

@@ -270,7 +270,7 @@ def train(
             close()
     last_ckpt = save_state() if (steps_this_call or last_ckpt is None) else last_ckpt
     if not interrupted and step >= options.max_steps and dist_info.main and len(data) >= 2:
-        _fit_prior(model, data_dir, run_dir / "model.pt", config_record, step, timings, progress)
+        _fit_prior(model, backbones, data_dir, run_dir / "model.pt", config_record, step, timings, progress)
     if not interrupted and step >= options.max_steps and options.val_every and validation is None and dist_info.main:
         validation = _validate(model, backbones, data_dir, options, timings)
         record_log({"step": step, "val": validation})
@@ -287,14 +287,16 @@ def train(
     )
 
 
-def _fit_prior(model: VidStyleODE, data_dir: str | os.PathLike, path: Path, config_record: dict[str, Any],
-               step: int, timings: dict[str, float], progress: Progress | None) -> None:
+def _fit_prior(model: VidStyleODE, backbones: FrozenModels, data_dir: str | os.PathLike, path: Path,
+               config_record: dict[str, Any], step: int, timings: dict[str, float], progress: Progress | None) -> None:
     """The finished model's prior (what `vsode generate` samples), fitted on its training clips and
-    written into ``model.pt`` (a run of fewer than two clips has none: `vsode fit-prior` fits one later)."""
+    written into ``model.pt`` (a run of fewer than two clips has none: `vsode fit-prior` fits one later);
+    its motion gain is calibrated with the run's generator and CLIP."""
     from ..prior import fit_prior
 
     start = time.perf_counter()
     model.eval()
+    model.attach(generator=backbones.generator, clip=backbones.clip)  # not saved: not in the state dict
     model.prior = fit_prior(model, data_dir, progress=progress)
     save_torch(model_checkpoint(model, extra={"training": {"step": step, "run": config_record}}), path)
     timings["prior"] = time.perf_counter() - start
