@@ -36,6 +36,7 @@ from .world import VideoParams, render_times, sample_params
 FORMAT = "vsode/demo-regressor@1"
 CHANNELS = ("mouth_open", "head_x", "head_y", "eye_open")
 ASSET = "assets/demo/regressor-demo.pt"  # inside the vsode package
+RESTYLED = "stylegan2-demo-poster"  # the fine-tune whose renders the regressor also learns to read
 # Held-out seeds start here; training draws its videos from the seeds below.
 HELD_OUT_SEED = 2_000_000_000
 _MAX_TIME = 20.0  # training and evaluation frames are drawn from [0, 20) s
@@ -176,6 +177,9 @@ class RegressorTraining:
         videos_per_batch: distinct demo videos per batch (the rest are other times of the same).
         recon_share: share of each batch taken from a pool of ``psp-demo`` reconstructions
             (``recon_pool`` frames, made once before training), so generated frames read right.
+        restyled_share: share of that pool decoded by :data:`RESTYLED` instead of the encoder's
+            own generator (the same W+ in the posterised style), so the motion of a restyled
+            output (``--generator stylegan2-demo-poster``) reads as that of the unswapped one.
         eval_frames: held-out renders (and their reconstructions) scored at the end.
         eval_videos: held-out 3 s clips at 24 fps whose trajectories are correlated with the truth.
     """
@@ -188,6 +192,7 @@ class RegressorTraining:
     videos_per_batch: int = 8
     recon_share: float = 0.25
     recon_pool: int = 2048
+    restyled_share: float = 0.5
     eval_frames: int = 1024
     eval_videos: int = 32
 
@@ -196,6 +201,8 @@ class RegressorTraining:
             raise InputError("regressor training: steps, batch size, videos per batch and lr must be positive")
         if not 0 <= self.recon_share < 1:
             raise InputError(f"recon_share {self.recon_share} must be in [0, 1)")
+        if not 0 <= self.restyled_share <= 1:
+            raise InputError(f"restyled_share {self.restyled_share} must be in [0, 1]")
 
 
 def _render_batch(rng: np.random.Generator, videos: int, frames: int, size: int,
@@ -233,17 +240,26 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (blurred * gain + offset + noise).clamp(0, 1)
 
 
-def _reconstruct(frames: torch.Tensor, encoder: Any, batch_size: int = 64) -> torch.Tensor:
-    """Frames through the ``psp-demo`` encoder and its decoder (at the frames' size)."""
+def _reconstruct(frames: torch.Tensor, encoder: Any, batch_size: int = 64, generator: Any = None) -> torch.Tensor:
+    """Frames through the ``psp-demo`` encoder and its decoder, or ``generator`` (a fine-tune of
+    it sharing its W space), at the frames' size."""
     from ..invert import synthesize_at
 
+    generator = encoder.generator if generator is None else generator
     out = []
     with torch.no_grad():
         for start in range(0, frames.shape[0], batch_size):
             x = frames[start : start + batch_size] * 2 - 1
             w = encoder.encode(resize(x, encoder.input_size))
-            out.append((synthesize_at(encoder.generator, w, frames.shape[-1]).clamp(-1, 1) + 1) / 2)
-    return torch.cat(out)
+            out.append((synthesize_at(generator, w, frames.shape[-1]).clamp(-1, 1) + 1) / 2)
+    return torch.cat(out) if out else frames.new_zeros((0, *frames.shape[1:]))
+
+
+def _restyled_generator() -> Any:
+    from ..checkpoints.cache import resolve
+    from ..stylegan2 import load_generator
+
+    return load_generator(resolve(RESTYLED)).eval().requires_grad_(False)
 
 
 def _lr_at(step: int, opts: RegressorTraining) -> float:
@@ -280,9 +296,12 @@ def train_regressor(
     if n_recon:
         with progress.stage("reconstruction pool", total=opts.recon_pool) as stage:
             xs, ys = [], []
+            restyled = _restyled_generator() if opts.restyled_share > 0 else None
             for _ in range(0, opts.recon_pool, 256):
                 x, y = _render_batch(rng, 32, 256, size)
-                xs.append((_reconstruct(x, encoder) * 255).round().to(torch.uint8))
+                own = x.shape[0] - int(round(opts.restyled_share * x.shape[0]))
+                recon = torch.cat([_reconstruct(x[:own], encoder), _reconstruct(x[own:], encoder, generator=restyled)])
+                xs.append((recon * 255).round().to(torch.uint8))
                 ys.append(y)
                 stage.advance(x.shape[0])
             pool_x, pool_y = torch.cat(xs)[: opts.recon_pool], torch.cat(ys)[: opts.recon_pool]
@@ -331,7 +350,8 @@ def evaluate_regressor(
 ) -> dict[str, Any]:
     """Accuracy on held-out demo videos (seeds from :data:`HELD_OUT_SEED`).
 
-    Returns ``renders`` (and ``reconstructions``, through ``encoder`` when given): per channel the
+    Returns ``renders`` (and ``reconstructions`` and ``restyled_reconstructions``, through
+    ``encoder`` and its own or the :data:`RESTYLED` generator, when given): per channel the
     mean absolute error in the channel's units and Pearson's r over ``frames`` single frames; and
     ``trajectories``: per channel the mean over ``videos`` clips (``seconds`` at ``fps``) of r
     between the measured and the true trajectory (clips where a channel is constant, e.g. no
@@ -352,6 +372,7 @@ def evaluate_regressor(
     metrics: dict[str, Any] = {"held_out_seed": HELD_OUT_SEED, "frames": frames, "renders": frame_scores(x)}
     if encoder is not None:
         metrics["reconstructions"] = frame_scores(_reconstruct(x, encoder))
+        metrics["restyled_reconstructions"] = frame_scores(_reconstruct(x, encoder, generator=_restyled_generator()))
     t = np.arange(int(seconds * fps)) / fps
     rs: dict[str, list[float]] = {c: [] for c in CHANNELS}
     for k in range(videos):
