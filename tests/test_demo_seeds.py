@@ -120,6 +120,23 @@ def test_means_over_four_seeds_hold_the_measured_figures(scored):
     assert b["outside_corr_a"] >= 0.85 and b["outside_corr_a"] > b["outside_corr_b"] + 0.5, b
 
 
+def test_generate_and_the_swapped_generator_meet_their_targets_over_four_seeds(scored):
+    """Issue 21's demo targets, seeds 0-3 (two generated clips and one swapped animate per seed).
+    Measured: generated motion energy over the real source's and driver's 1.15 / 0.86 / 0.61 / 1.31
+    (mean 0.98; target [0.5, 2]); the swapped-generator animate's largest change of a driver
+    correlation 0.14 / 0.007 / 0.03 / 0.03 (mean 0.05; target 0.1): seed 0's driver barely moves
+    its head, so its head correlations are noise with either generator (see the strict xfail in
+    tests/test_demo_showcase.py)."""
+    _, result = scored
+    per_seed, mean = result["per_seed"], result["mean"]
+    ratios = [per_seed[s]["generate"]["energy_ratio"] for s in SEEDS]
+    assert all(0.5 <= r <= 2 for r in ratios) and 0.75 <= mean["generate"]["energy_ratio"] <= 1.3, ratios
+    changes = [per_seed[s]["animate-poster"]["r_change_max"] for s in SEEDS]
+    assert all(c <= 0.06 for c in changes[1:]) and mean["animate-poster"]["r_change_max"] <= 0.08, changes
+    assert all(per_seed[s]["animate-poster"]["palette_distance"]
+               < 0.5 * per_seed[s]["animate-poster"]["unswapped_palette_distance"] for s in SEEDS)
+
+
 def test_anchoring_meets_its_targets_against_the_papers_reconstruction(scored, plain):
     """Issue 19's targets, means over seeds 0-3, anchored output against the paper's way and the
     like-for-like baselines, measured in the same run. Measured: edit PSNR vs the edited truth
