@@ -120,8 +120,8 @@ def calibrate_motion_gain(
     ``g ← g·E_clips / E_samples(g)`` (the energy is nearly proportional to ``g`` while the limit
     is far; the second pass takes up the bend), and kept within [0, :data:`MAX_MOTION_GAIN`].
 
-    Returns ``(g, record)``: the record holds the clips, frames, both energies at ``g = 1`` and the
-    energy ratio at each gain tried (for the fit-prior summary).
+    Returns ``(g, record)``: the record holds the clips and frames used, the clips' mean energy and
+    ``[gain, E_samples / E_clips]`` for each gain tried (stored in the prior, shown by fit-prior).
     """
     import torch.nn.functional as F
 
