@@ -107,7 +107,8 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
     if "animate-poster" in s:
         p = s["animate-poster"]
         lines.append(f"  animate, poster generator: r(mouth) {num(p['r_mouth_open'])}, r(head x) {num(p['r_head_x'])}, "
-                     f"r(head y) {num(p['r_head_y'])} (at most {num(p['r_change_max'])} from the unswapped); "
+                     f"r(head y) {num(p['r_head_y'])} (at most {num(p['r_change_max'])} from the unswapped; "
+                     f"its motion against the unswapped one's: r >= {num(p.get('r_vs_unswapped_min'))}); "
                      f"palette distance {num(p['palette_distance'], digits=3)} (unswapped "
                      f"{num(p['unswapped_palette_distance'], digits=3)})")
     if "generate" in s:

@@ -13,8 +13,9 @@ trained VidStyleODE (``--model``):
 - extrapolate (the source continued for 1 s),
 - blend-motion (the driver's motion in the mouth region of the source),
 - animate again, rendered with the restyled generator ``stylegan2-demo-poster`` (``--generator``:
-  the same W+ in the posterised style; its motion is scored against the unswapped animate's and
-  its style by the palette distance),
+  the same W+ in the posterised style; its driver correlations are compared with the unswapped
+  animate's, its motion readings are correlated with the unswapped animate's, and its style is
+  scored by the palette distance),
 - generate (two new videos sampled from the model's prior; scored for how many distinct looks the
   demo CLIP reads and for their motion energy against the real source and driver clips).
 
@@ -356,6 +357,9 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
     for name in ("animate", "animate-poster"):
         report["scores"][name]["style"] = {"palette_distance": round(S.palette_distance(shown[f"{name}.mp4"],
                                                                                         POSTER_LEVELS), 4)}
+    # motion kept, read directly: per channel, r between the swapped animate's readings and the unswapped one's
+    plain, poster = (readers.regressor.measure(shown[f"{name}.mp4"]) for name in ("animate", "animate-poster"))
+    report["scores"]["animate-poster"]["vs_unswapped"] = S.trajectory_correlation(poster, plain)
     generated = _generate(out, options, report, readers, (src_frames, drv_frames), shown["animate.mp4"], progress)
     report["summary"] = summarise(report["scores"])
     tuned = {name: app["tuning"] for name, app in report["apps"].items() if app.get("tuning")}
@@ -535,8 +539,10 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
         p = scores["animate-poster"]
         change = [abs(p["correlation"][k] - a["correlation"][k]) for k in a["correlation"]
                   if p["correlation"][k] is not None and a["correlation"][k] is not None]
+        kept = [v for v in p.get("vs_unswapped", {}).values() if v is not None]
         out["animate-poster"] = {**{f"r_{k}": v for k, v in p["correlation"].items()},
                                  "r_change_max": round(max(change), 4) if change else None,
+                                 "r_vs_unswapped_min": round(min(kept), 4) if kept else None,
                                  "palette_distance": p["style"]["palette_distance"],
                                  "unswapped_palette_distance": a["style"]["palette_distance"]}
     if "generate" in scores and "skipped" not in scores["generate"]:
