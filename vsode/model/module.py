@@ -401,9 +401,7 @@ class VidStyleODE(nn.Module):
             m_here = out[same[0]] if same else \
                 self.decode_w(tokens, content, anchor.style.reshape(1, -1).to(device)).float()
             m_anchor = torch.where(hit[:, None, None], m_here, m_anchor)
-        if anchor.gain == 1 and anchor.limit is None:
-            return [w_inv + (w - m_anchor) for w in out]
-        return [w_inv + anchor.scaled(w - m_anchor) for w in out]
+        return [w_inv + anchor.scaled(w - m_anchor) for w in out]  # gain 1, no limit: w − M̃ bit for bit
 
     @torch.no_grad()
     def anchor(self, code: VideoCode, wplus: torch.Tensor, seconds: Sequence[float] | torch.Tensor,
