@@ -440,8 +440,10 @@ def palette_distance(frames: torch.Tensor, levels: int) -> float:
 def energy_ratio(generated: Sequence[torch.Tensor], real: Sequence[torch.Tensor]) -> float:
     """The mean whole-frame :func:`motion_energy` of generated clips over that of real clips (1:
     they move as much)."""
+    from ..train.prior import clip_motion_energy  # what the prior's motion gain is calibrated on
+
     def mean_energy(clips: Sequence[torch.Tensor]) -> float:
-        return float(np.mean([motion_energy(c, torch.ones(c.shape[-2:])).mean() for c in clips]))
+        return float(np.mean([clip_motion_energy(c) for c in clips]))
 
     return mean_energy(generated) / mean_energy(real)
 
