@@ -565,8 +565,8 @@ def generate(
             anchor = pipe.motion_anchor(code, drive, at=times)  # type: ignore[arg-type]
         else:
             anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
-            if anchor is not None and scale is not None:
-                anchor.gain, anchor.limit = float(scale), model.prior.motion_limit  # type: ignore[union-attr]
+            if anchor is not None and scale is not None:  # replace: the anchor checks them
+                anchor = dataclasses.replace(anchor, gain=float(scale), limit=model.prior.motion_limit)  # type: ignore[union-attr]
         written += pipe.render(code, times, [OutputSpec(path, style)], anchor=anchor,
                                audio=pipe.audio(drive, times) if drive else None)
         samples.append({"seed": seed, "content": content_name, "motion": motion_name,

@@ -146,22 +146,8 @@ class Prior:
             found = d.get("format") if isinstance(d, Mapping) else type(d).__name__
             raise InputError(f"the model's prior is not a {PRIOR_FORMAT} (found {found!r}); fit it again with "
                              "`vsode fit-prior`")
-        try:
-            gain = float(d.get("motion_gain", 1.0))
-        except (TypeError, ValueError):
-            gain = math.nan
-        if not math.isfinite(gain) or gain < 0:
-            raise InputError(f"the model's prior has a motion gain of {d.get('motion_gain')!r}, not a number >= 0; "
-                             "fit it again with `vsode fit-prior`")
-        limit = d.get("motion_limit")
-        if limit is not None:
-            try:
-                limit = float(limit)
-            except (TypeError, ValueError):
-                limit = math.nan
-            if not (math.isfinite(limit) and limit > 0):
-                raise InputError(f"the model's prior has a motion limit of {d.get('motion_limit')!r}, not a number > 0; "
-                                 "fit it again with `vsode fit-prior`")
+        gain = _number(d, "motion_gain", "motion gain", 1.0, positive=False)
+        limit = None if d.get("motion_limit") is None else _number(d, "motion_limit", "motion limit", None, positive=True)
         return cls(Gaussian.from_dict(d["motion"], "motion"), Gaussian.from_dict(d["content"], "content"),
                    int(d.get("clips", 0)), str(d.get("source", "")), gain,
                    dict(d["calibration"]) if isinstance(d.get("calibration"), Mapping) else None, limit)
@@ -173,6 +159,19 @@ class Prior:
                 f"{label}'s prior is over z_d0 {self.motion.shape} and z_C {self.content.shape}, but the model has "
                 f"{tuple(state_shape)} and {tuple(content_shape)}; fit it again with `vsode fit-prior`"
             )
+
+
+def _number(d: Mapping[str, Any], key: str, what: str, default: float | None, *, positive: bool) -> float:
+    """``d[key]`` (``default`` when absent) as a finite number, > 0 or >= 0, else a one-line error
+    naming ``vsode fit-prior``."""
+    try:
+        value = float(d.get(key, default))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (positive and value == 0):
+        raise InputError(f"the model's prior has a {what} of {d.get(key)!r}, not a number {'>' if positive else '>='} 0; "
+                         "fit it again with `vsode fit-prior`")
+    return value
 
 
 def sample_generator(seed: int, stream: int) -> torch.Generator:

@@ -200,8 +200,6 @@ def fit_prior_file(
 
     output = Path(output)
     check_output_path(output, force=force)
-    if calibration_clips < 0:
-        raise InputError(f"--calibration-clips {calibration_clips} must be 0 (no calibration) or more")
     ckpt = dict(safe_load(resolve(model, cache_dir=cache_dir), map_location="cpu"))
     if calibration_clips:
         loaded = load_model(ckpt, backbones=("generator", "clip"), cache_dir=cache_dir)
