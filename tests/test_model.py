@@ -329,8 +329,9 @@ def test_bf16_decode_stays_within_its_tolerance_of_fp32_and_keeps_anchor_frames_
 
 
 def test_animate_anchor_moves_the_portrait_by_the_drivers_motion_rows(tiny):
-    """Anchored animate (Pipeline.motion_anchor): the portrait's code plus the driver's inversion
-    offsets from its first frame in the rows the dynamics drive, the fine rows the portrait's own;
+    """Anchored animate (Pipeline.motion_anchor) with --reference first: the portrait's code plus
+    the driver's inversion offsets from its first frame in the rows the dynamics drive, the fine
+    rows the portrait's own;
     unedited, the first frame is the portrait's code exactly, and an edit adds the model's change
     of style."""
     import dataclasses
@@ -346,7 +347,7 @@ def test_animate_anchor_moves_the_portrait_by_the_drivers_motion_rows(tiny):
     driver = SimpleNamespace(known_latents=SimpleNamespace(wplus=latents), times=times.tolist(), path="driver.mp4")
     at = SimpleNamespace(seconds=lambda: times)
     pipe = Pipeline(tiny, RenderOptions(model="tiny"), torch.device("cpu"))
-    anchor = pipe.motion_anchor(code, driver, at=at)
+    anchor = pipe.motion_anchor(code, driver, at=at, reference="first")
     fine = tiny.config.mapper.group_rows()[2]
     moved = [r for r in range(portrait.shape[0]) if r not in fine]
     expected = portrait[None].repeat(len(times), 1, 1)
@@ -363,3 +364,55 @@ def test_animate_anchor_moves_the_portrait_by_the_drivers_motion_rows(tiny):
                                anchor.wplus + change, rtol=1e-5, atol=1e-5)
     assert Pipeline(tiny, RenderOptions(model="tiny", anchor="none"), torch.device("cpu")).motion_anchor(
         code, driver, at=at) is None
+
+
+def _posed(identity: torch.Tensor, basis: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    """Codes ``identity + pose·basis`` in the tiny model's coarse and medium rows (0–3; its fine rows
+    4–5 keep the identity alone): N × 6 × 16 for N poses (N × k) on k orthonormal directions (k × 64)."""
+    moved = (pose @ basis).reshape(-1, 4, 16)
+    return torch.cat([identity[None, :4] + moved, identity[None, 4:].expand(len(pose), -1, -1)], 1)
+
+
+def test_matched_reference_gives_the_portrait_the_drivers_poses_not_their_difference(tiny):
+    """--reference matched (the default): where the driver's codes are an identity plus a pose on
+    a few directions and the portrait is another identity (apart from those directions) in a pose
+    of its own, the anchored codes are the portrait's identity in each of the driver's poses,
+    exactly; measured from the driver's first frame instead, each carries the difference between
+    the portrait's pose and the driver's first pose on top."""
+    import dataclasses
+    from types import SimpleNamespace
+
+    from vsode.model.anchor import motion_reference
+    from vsode.options import RenderOptions
+    from vsode.pipeline import Pipeline
+
+    g = torch.Generator().manual_seed(5)
+    basis = torch.linalg.qr(torch.randn(64, 3, generator=g, dtype=torch.float64))[0].T  # 3 directions
+
+    def apart(x: torch.Tensor) -> torch.Tensor:  # an identity with no part along the pose directions
+        flat = x[:4].reshape(-1).double()
+        return torch.cat([(flat - (basis @ flat) @ basis).reshape(4, 16).float(), x[4:]])
+
+    driver_id, portrait_id = apart(torch.randn(6, 16, generator=g)), apart(torch.randn(6, 16, generator=g) + 1)
+    poses = torch.randn(7, 3, generator=g, dtype=torch.float64)
+    latents = _posed(driver_id, basis, poses).float()
+    portrait_pose = torch.tensor([[0.7, -1.2, 0.4]], dtype=torch.float64)
+    portrait = _posed(portrait_id, basis, portrait_pose)[0].float()
+    times = torch.arange(7, dtype=torch.float64) / 10
+    code = dataclasses.replace(tiny.encode_video(torch.rand(7, 3, 32, 32, generator=g), times, latents=latents),
+                               content_code=portrait)
+    driver = SimpleNamespace(known_latents=SimpleNamespace(wplus=latents), times=times.tolist(), path="driver.mp4")
+    at = SimpleNamespace(seconds=lambda: times)
+    pipe = Pipeline(tiny, RenderOptions(model="tiny"), torch.device("cpu"))
+    matched = pipe.motion_anchor(code, driver, at=at)  # the default
+    wanted = _posed(portrait_id, basis, poses).float()
+    torch.testing.assert_close(matched.wplus, wanted, atol=1e-5, rtol=0)
+    first = pipe.motion_anchor(code, driver, at=at, reference="first")
+    torch.testing.assert_close(first.wplus, _posed(portrait_id, basis, poses + portrait_pose - poses[:1]).float(),
+                               atol=1e-5, rtol=0)
+    assert float((first.wplus - wanted).abs().max()) > 0.5
+    # a still driver is its own reference (no motion); an unknown mode is one line naming the choices
+    still = latents[:1].expand(4, -1, -1)
+    assert torch.equal(motion_reference(still, portrait, range(4)), still[0])
+    with pytest.raises(InputError, match="--reference 'best' is not one of matched, first"):
+        motion_reference(latents, portrait, range(4), "best")

@@ -319,7 +319,7 @@ def animate(
     styles = pipe.styles(content, options)
     prompts: Sequence[str | None] = options.prompts or (None,)
     specs = [OutputSpec(p, s, prompt) for p, s, prompt in zip(paths, styles, prompts)]
-    anchor = pipe.motion_anchor(code, drive, at=times)
+    anchor = pipe.motion_anchor(code, drive, at=times, reference=options.reference)
     written = pipe.render(code, times, specs, anchor=anchor, audio=pipe.audio(drive, times), canvas=drive)
     return _result("animate", pipe, source, written, options, drive, canvas=drive)
 
@@ -512,6 +512,9 @@ def generate(
     if motion is not None and options.motion_scale is not None:
         raise InputError("--motion-scale scales the motion sampled from the prior; with --motion the video's own "
                          "motion is used as it is: drop one of them")
+    if motion is None and options.reference is not None:
+        raise InputError("--reference picks where the --motion video's motion is measured from; give --motion VIDEO "
+                         "or drop --reference")
     drive = open_source(motion, role="motion", min_frames=2) if motion is not None else None
     times = options.frame_times(drive.info.duration if drive else None, drive.fps if drive else None)
     seeds = [options.seed + k for k in range(options.count)]
@@ -562,7 +565,7 @@ def generate(
             code = VideoCode(code_content, z_d0.to(pipe.device, model.dynamics.state_dtype), 0.0, (0.0,))
         style = pipe.styles(code_content)[0]
         if anchored_motion:  # as animate: the motion video's own motion on the sampled content
-            anchor = pipe.motion_anchor(code, drive, at=times)  # type: ignore[arg-type]
+            anchor = pipe.motion_anchor(code, drive, at=times, reference=options.reference)  # type: ignore[arg-type]
         else:
             anchor = pipe.anchor(code, code_content[None], [float(times.start)], at=times)
             if anchor is not None and scale is not None:  # replace: the anchor checks them

@@ -34,6 +34,9 @@ ALIGN_MODES = ("auto", "on", "off")
 # What an application's W+ are anchored on (vsode.model.anchor): the inputs' own inversions, or
 # nothing (the paper's z_C + 0.01·Δ(t)).
 ANCHOR_MODES = ("inversion", "none")
+# Where a driver's motion is measured from when it moves another face (animate, generate --motion;
+# vsode.model.anchor.motion_reference): its pose nearest the face's, or its first frame.
+MOTION_REFERENCES = ("matched", "first")
 DEFAULT_MODEL = "vidstyleode-demo"
 # `vsode edit`'s default --model: the published face weights with --optimize where they are
 # installed, else DEFAULT_MODEL (vsode.model.free.resolve_auto)
@@ -528,13 +531,35 @@ class EditOptions(RenderOptions):
         return prompt.strip() if self.raw_prompt else PROMPT_TEMPLATE.format(prompt.strip())
 
 
+def _check_reference(reference: str | None, anchor: str, problems: list[str]) -> None:
+    """``--reference`` (None: the default, ``matched``): one of :data:`MOTION_REFERENCES`, and only
+    where the driver is inverted (anchored)."""
+    if reference is None:
+        return
+    _problem_if(reference not in MOTION_REFERENCES, problems,
+                f"--reference {reference!r} is not one of {', '.join(MOTION_REFERENCES)}")
+    _problem_if(anchor == "none", problems, "--reference picks where the driver's inverted motion is measured "
+                                            "from; --anchor none does not invert it: drop one of them")
+
+
 @dataclass(frozen=True, kw_only=True)
 class AnimateOptions(EditOptions):
     """``vsode animate``: the content of an image moved by a driver video; prompts are optional
-    (no prompt: one output with the image's own appearance)."""
+    (no prompt: one output with the image's own appearance).
+
+    Attributes:
+        reference: anchored, where the driver's motion is measured from
+            (:data:`MOTION_REFERENCES`, :func:`vsode.model.anchor.motion_reference`); None:
+            ``matched``.
+    """
 
     model: str = DEFAULT_MODEL
     prompt_required: ClassVar[bool] = False
+    reference: str | None = None
+
+    def _check(self, problems: list[str]) -> None:
+        super()._check(problems)
+        _check_reference(self.reference, self.anchor, problems)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -657,6 +682,9 @@ class GenerateOptions(RenderOptions):
         motion_scale: the factor on a sampled motion, ``w(t) = z_C + s·(M(t) − M(t0))``; None:
             the prior's calibrated ``motion_gain``. 0 gives a still video. Only for the prior's
             motion, anchored (not with ``--motion`` or ``--anchor none``).
+        reference: with ``--motion``, anchored: where that video's motion is measured from
+            (:data:`MOTION_REFERENCES`, :func:`vsode.model.anchor.motion_reference`); None:
+            ``matched``.
     """
 
     seconds: float | Fraction | None = None
@@ -665,9 +693,11 @@ class GenerateOptions(RenderOptions):
     count: int = 1
     truncation: float = 1.0
     motion_scale: float | None = None
+    reference: str | None = None
 
     def _check(self, problems: list[str]) -> None:
         super()._check(problems)
+        _check_reference(self.reference, self.anchor, problems)
         if self.seconds is not None:
             ok = not isinstance(self.seconds, bool) and isinstance(self.seconds, (int, float, Fraction)) \
                 and math.isfinite(self.seconds) and self.seconds > 0

@@ -391,23 +391,30 @@ class Pipeline:
             raise VsodeError(f"{source.path} has no per-frame W+ to anchor on")
         return self.anchor(code, latents.wplus, [float(t) for t in source.times], at=at)
 
-    def motion_anchor(self, code: VideoCode, driver: Source, *, at: FrameTimes) -> Anchor | None:
+    def motion_anchor(self, code: VideoCode, driver: Source, *, at: FrameTimes,
+                      reference: str | None = None) -> Anchor | None:
         """The anchor that moves ``code``'s content (animate's portrait) as ``driver`` moves: its
-        inversions' offsets from its first frame, in the W+ rows the dynamics drive (coarse and
+        inversions' offsets from a reference pose, in the W+ rows the dynamics drive (coarse and
         medium; the fine rows hold colour and texture and stay the portrait's), put on the
-        portrait's code. Rendered with it, ``w'(t) = z_P + w_D(t) − w_D(t0) + M(s_out, t) − M(s_P, t)``:
-        the driver's own motion, and an edit's change of style from the model (none unedited: the
-        first frame is then the portrait's code exactly). None with ``anchor="none"`` (the paper's
+        portrait's code. Rendered with it, ``w'(t) = z_P + w_D(t) − r_D + M(s_out, t) − M(s_P, t)``:
+        the driver's own motion, and an edit's change of style from the model (none unedited).
+        ``reference`` (:func:`vsode.model.anchor.motion_reference`; None: ``matched``) picks
+        ``r_D``: the driver's pose nearest the portrait's, or its first frame (the first frame
+        unedited is then the portrait's code exactly). None with ``anchor="none"`` (the paper's
         animate, the model's motion alone). ``at``: the output times (the driver's frames)."""
+        from .model.anchor import motion_reference
+
         if self.options.anchor == "none":
             return None
         latents = driver.known_latents
         if latents is None:
             raise VsodeError(f"{driver.path} has no per-frame W+ to anchor on")
         wplus = latents.wplus.to(self.device, torch.float32)
-        offsets = wplus - wplus[:1]
-        offsets[:, self.model.config.mapper.group_rows()[2]] = 0  # fine rows: the portrait's own
         content = code.content_code.to(self.device, torch.float32)
+        fine = set(self.model.config.mapper.group_rows()[2])
+        moving = [r for r in range(wplus.shape[1]) if r not in fine]
+        offsets = wplus - motion_reference(wplus, content, moving, reference or "matched")[None]
+        offsets[:, sorted(fine)] = 0  # fine rows: the portrait's own
         return self.anchor(code, content[None] + offsets, [float(t) for t in driver.times], at=at)
 
     def optimise(self, code: VideoCode, source: Source, styles: Sequence[torch.Tensor], anchor: Anchor,

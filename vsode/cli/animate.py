@@ -19,6 +19,7 @@ from .appopts import (
     OutputsOpt,
     PromptsOpt,
     RawPromptOpt,
+    ReferenceOpt,
     SourceOpt,
     StrengthOpt,
     TuneSeedOpt,
@@ -63,6 +64,7 @@ def animate(
     face_index: FaceIndexOpt = RenderOptions.face_index,
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
     anchor: AnchorOpt = RenderOptions.anchor,
+    reference: ReferenceOpt = None,
     tune: TuneOpt = RenderOptions.tune,
     seed: TuneSeedOpt = RenderOptions.seed,
     generator: GeneratorOpt = RenderOptions.generator,
@@ -79,9 +81,10 @@ def animate(
     The content code is the image's inversion; the dynamics, frame times, rate and audio are the
     driver's, and the result is pasted back into the driver's frames (--crop-only writes the
     crop). Anchored (the default), the driver is inverted too and its own motion moves the face:
-    the image's code plus the driver's W+ offsets from its first frame in the rows the dynamics
-    drive (coarse and medium). --anchor none renders the model's motion alone (the paper's
-    animate). With --prompt the face is also edited (one output per prompt).
+    the image's code plus the driver's W+ offsets in the rows the dynamics drive (coarse and
+    medium), measured from the driver's pose nearest the image's (--reference first: from its
+    first frame). --anchor none renders the model's motion alone (the paper's animate). With
+    --prompt the face is also edited (one output per prompt).
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import animate as run

@@ -78,6 +78,12 @@ AnchorOpt = Annotated[str, typer.Option(
     help="What the output's W+ are anchored on: 'inversion' keeps each input frame's own W+ and adds the model's "
          "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]
 
+ReferenceOpt = Annotated[Optional[str], typer.Option(
+    "--reference", metavar="matched|first", show_default=False,
+    help="Where the driver's motion is measured from when it moves another face: 'matched' (default) its pose "
+         "nearest the face's, so the face is not first moved into the driver's starting pose; 'first' its first "
+         "frame, so the first frame is the face exactly.")]
+
 TuneSeedOpt = Annotated[int, typer.Option("--seed", min=0, help="Seeds --tune's sampling of frames and codes.")]
 EditSeedOpt = Annotated[int, typer.Option(
     "--seed", min=0, help="Seeds --tune's sampling of frames and codes and --optimize's generator faces.")]

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from ..options import GenerateOptions, RenderOptions
-from .appopts import AnchorOpt, CrfOpt, GeneratorOpt, ModelOpt, MaxFramesOpt, report
+from .appopts import AnchorOpt, CrfOpt, GeneratorOpt, MaxFramesOpt, ModelOpt, ReferenceOpt, report
 from .common import (
     AlignOpt,
     BatchOpt,
@@ -38,6 +38,7 @@ def generate(
     motion_scale: Annotated[Optional[float], typer.Option("--motion-scale", help="Factor on the sampled motion: 1 is the model's own, 0 a still video (default: the prior's calibrated gain, which makes samples move as much as the clips it was fitted on).", metavar="X", show_default=False)] = None,
     content_from: Annotated[str, typer.Option("--content", help="Content code: prior (the model's prior over its training clips), mapping (the generator's mapping network), auto (prior when the model has one, else mapping), or an image, video or latents file.", metavar="auto|prior|mapping|FILE")] = "auto",
     motion: Annotated[Optional[Path], typer.Option("--motion", help="Take the motion of this video instead of sampling it from the model's prior.", metavar="VIDEO", show_default=False)] = None,
+    reference: ReferenceOpt = None,
     model: ModelOpt = RenderOptions.model,
     generator: GeneratorOpt = RenderOptions.generator,
     batch_size: BatchOpt = RenderOptions.batch_size,
@@ -62,7 +63,8 @@ def generate(
     and, by default, the content code; --content and --motion take either from a file instead.
     Each video is anchored on its content code at its first frame (--anchor none: the paper's
     z_C + 0.01·Δ(t)), and the sampled motion is scaled by the prior's motion gain (--motion-scale);
-    with --motion that video is inverted too and its own motion moves the content, as in animate.
+    with --motion that video is inverted too and its own motion moves the content, as in animate
+    (--reference: where that motion is measured from).
     The same --seed gives the same video.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:

@@ -21,18 +21,28 @@ where the anchor is the sampled content code at the first frame, so ``d`` is the
 ``g`` is the prior's calibrated motion gain (or ``--motion-scale``) and L the prior's motion limit,
 the 95th percentile of its clips' own offsets from their first frame, so a motion the model lets
 drift is kept within the range the clips span.
+
+When one video's motion moves another face (animate's driver on its portrait, ``generate
+--motion``), the offsets are taken from a reference pose of the driver, :func:`motion_reference`:
+its first frame, or (``matched``) the point of the driver's own span of poses nearest the face's.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
 from ..errors import InputError
 from ..options import ANCHOR_MODES  # noqa: F401  (re-exported: the user-facing modes)
+from ..options import MOTION_REFERENCES
+
+# motion_reference's "matched": the driver's principal directions kept (those holding this share
+# of its frames' spread about their mean), and at most this many frames, evenly spaced, to find them.
+REFERENCE_ENERGY = 0.99
+REFERENCE_FRAMES = 512
 
 
 @dataclasses.dataclass
@@ -89,6 +99,49 @@ def scale_motion(motion: torch.Tensor, gain: float, limit: float | None) -> torc
         return motion
     norm = motion.flatten(1).norm(dim=1).clamp_min(1e-12).reshape(-1, *([1] * (motion.dim() - 1)))
     return motion * (limit * torch.tanh(norm / limit) / norm)
+
+
+def motion_reference(wplus: torch.Tensor, face: torch.Tensor, rows: Sequence[int], mode: str = "matched",
+                     *, energy: float = REFERENCE_ENERGY, max_frames: int = REFERENCE_FRAMES) -> torch.Tensor:
+    """The driver's code from which its motion is measured when it moves another face: the offsets
+    put on ``face`` (n × D) are ``wplus − reference`` (wplus: the driver's N × n × D inversions), in
+    ``rows`` (the rows that move; the others of the reference are the first frame's).
+
+    - ``first``: the driver's first frame, so the first output frame is ``face`` itself. A driver
+      that starts in another pose than the face (mouth open, head turned) then lends the face the
+      difference between the two poses as well, which the generator renders in another face's
+      terms: on the demo world, the portrait's head followed the driver's mouth.
+    - ``matched``: the pose within the driver's own span nearest ``face``'s: the mean of the
+      driver's frames plus ``face − mean`` projected on the driver's principal directions (those
+      holding ``energy`` of the frames' spread; found on at most ``max_frames`` frames, evenly
+      spaced). The face is taken to be in that pose, and the output is ``face`` wherever the
+      driver passes through it. A still driver gives its own code (no motion).
+    """
+    if mode not in MOTION_REFERENCES:
+        raise InputError(f"--reference {mode!r} is not one of {', '.join(MOTION_REFERENCES)}")
+    if wplus.dim() != 3 or wplus.shape[0] < 1 or face.shape != wplus.shape[1:]:
+        raise InputError(f"a motion reference needs N x n x D driver codes and an n x D face code; got "
+                         f"{tuple(wplus.shape)} and {tuple(face.shape)}")
+    reference = wplus[0].clone()
+    rows = list(rows)
+    if mode == "first" or not rows:
+        return reference
+    n = wplus.shape[0]
+    picks = torch.linspace(0, n - 1, min(n, max_frames)).round().long().unique()
+    codes = wplus[picks.to(wplus.device)][:, rows].reshape(len(picks), -1).detach().cpu().double()
+    mean = codes.mean(0)
+    spread = codes - mean
+    _, values, basis = torch.linalg.svd(spread, full_matrices=False)
+    power = values.pow(2)
+    total = float(power.sum())
+    point = mean
+    if total > 0:
+        kept = int((power.cumsum(0) < energy * total).sum()) + 1
+        directions = basis[:kept]
+        target = face[rows].reshape(-1).detach().cpu().double() - mean
+        point = mean + (directions @ target) @ directions
+    reference[rows] = point.reshape(len(rows), -1).to(reference.device, reference.dtype)
+    return reference
 
 
 def neighbours(anchors: torch.Tensor, seconds: torch.Tensor
