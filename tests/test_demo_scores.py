@@ -394,6 +394,12 @@ def test_truth_checks_what_each_kind_needs(source):
         Truth("warp", TIMES, source)
     with pytest.raises(InputError, match="edit target"):
         Truth("edit", TIMES, source, source=source, target={"nose": "big"})
+    with pytest.raises(InputError, match="latents name the inversion of an input, but it names no input"):
+        Truth("extrapolate", TIMES, source, source=source, source_times=TIMES, latents="x.latents.pt")
+    # the latents a tuned application rendered from travel with the truth
+    truth = Truth("extrapolate", TIMES, source, source=source, source_times=TIMES, input="in.mp4",
+                  latents="in.tune100.latents.pt")
+    assert Truth.from_dict(json.loads(json.dumps(truth.to_dict()))) == truth
 
 
 def test_eye_visibility_follows_blinks():

@@ -62,6 +62,13 @@ _CODECS = {".webm": "libvpx-vp9"}  # libx264 elsewhere
 # The inputs whose inversion is tuned with --tune: the one the content comes from (edit,
 # interpolate, extrapolate, blend-motion's A; animate's image). Drivers and B only lend motion.
 TUNED_ROLES = ("input", "image")
+
+
+def encoder_name(model: Any) -> str:
+    """The encoder a VidStyleODE model inverts its inputs with: the one its file references, else
+    its config's."""
+    ref = model.backbone_refs.get("encoder") or {}
+    return ref.get("name") or model.config.backbones.encoder or "encoder"
 # Below this reconstruction PSNR of a first frame the demo world's encoder is not looking at the
 # demo world (Pipeline.note_real_face)
 DEMO_WORLD_DB = 20.0
@@ -244,8 +251,7 @@ class Pipeline:
         return latents
 
     def _encoder_name(self) -> str:
-        ref = self.model.backbone_refs.get("encoder") or {}
-        return ref.get("name") or self.model.config.backbones.encoder or "encoder"
+        return encoder_name(self.model)
 
     def _invert_options(self, tune: bool = False) -> InvertOptions:
         options = self.options

@@ -36,7 +36,9 @@ def eval_(
     demo encoder, at the output size. The same built from the true frames are reported as upper
     bounds. The model-free control (the input's inversions lerped between input frames, or the last
     one held) gives the ODE gain: the output's PSNR minus the control's. A truth file without
-    "input" gets the upper bounds only.
+    "input" gets the upper bounds only. Where the output was rendered with a tuned generator
+    (`vsode demo --tune N`), the truth file names the tuned latents (its "latents"), and the
+    baselines that go through the generator take their W+ and render with the same tuned weights.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..demo.evaluate import KINDS, Readers, evaluate_file

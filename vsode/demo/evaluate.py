@@ -72,6 +72,11 @@ class Truth:
             video whose frames are at ``source_times``; edit, blend: the source video; animate:
             the portrait), relative to the truth file's folder; the like-for-like baselines are
             built from it. None: only the upper bounds.
+        latents: the latents file the application rendered ``input`` from when it was tuned
+            (``--tune``; relative to the truth file's folder): the like-for-like baselines that go
+            through the generator (W+ lerp, content code, the control, the unedited inversion) then
+            take its W+ and render them with its tuned generator, as the output was. None: the
+            input is inverted with the demo encoder and rendered with the demo generator.
     """
 
     kind: str
@@ -85,6 +90,7 @@ class Truth:
     mask: tuple[tuple[float, ...], ...] = ()
     crf: int | None = 18
     input: str | None = None
+    latents: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", tuple(Fraction(t) for t in self.times))
@@ -100,6 +106,8 @@ class Truth:
             "extrapolate": ("source", "source_times"), "blend": ("source", "driver", "mask"),
         }.get(self.kind, ())
         problems += [f"a {self.kind} truth needs {name}" for name in needs if not getattr(self, name)]
+        if self.latents is not None and self.input is None:
+            problems.append("latents name the inversion of an input, but it names no input")
         if self.kind == "interpolate" and len(self.source_times) < 2:
             problems.append("interpolation needs at least two input frame times")
         unknown = [a for a in self.target if a not in S.NAMED]
@@ -129,6 +137,7 @@ class Truth:
             "mask": [list(row) for row in self.mask],
             "crf": self.crf,
             "input": self.input,
+            "latents": self.latents,
         }
 
     @classmethod
@@ -155,6 +164,7 @@ class Truth:
                 mask=tuple(tuple(row) for row in data.get("mask") or ()),
                 crf=data.get("crf"),
                 input=None if data.get("input") is None else str(data["input"]),
+                latents=None if data.get("latents") is None else str(data["latents"]),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
             raise InputError(f"{origin} is not a valid demo truth file ({err!r})") from None
@@ -239,12 +249,27 @@ class Readers:
                for i in range(0, frames.shape[0], 64)]
         return torch.cat(out).cpu()
 
+    def inverted(self, path: str | os.PathLike) -> tuple[torch.Tensor, Any]:
+        """A latents file's W+ (``N×n×D``) and the generator to render them with: the demo
+        generator with the file's tuned weights when it was tuned (``--tune``), else the demo
+        generator itself. Kept per path."""
+        key = f"latents:{Path(path).resolve()}"
+        if key not in self._loaded:
+            from ..invert import load_latents
+
+            latents = load_latents(path)
+            base = self._get("generator")
+            generator = latents.tuned_generator(base).to(self.device).eval() if latents.tuning else base
+            self._loaded[key] = (latents.wplus.float(), generator)
+        return self._loaded[key]
+
     @torch.no_grad()
-    def synthesize(self, wplus: torch.Tensor, size: int) -> torch.Tensor:
-        """Frames in [0, 1] (``N×3×size×size``) of W+ codes with the demo generator."""
+    def synthesize(self, wplus: torch.Tensor, size: int, generator: Any = None) -> torch.Tensor:
+        """Frames in [0, 1] (``N×3×size×size``) of W+ codes with ``generator`` (default: the demo
+        generator)."""
         from ..invert import synthesize_at
 
-        generator = self._get("generator")
+        generator = generator if generator is not None else self._get("generator")
         out = [synthesize_at(generator, wplus[i : i + 64].to(self.device), size).clamp(-1, 1).cpu()
                for i in range(0, wplus.shape[0], 64)]
         return (torch.cat(out) + 1) / 2
@@ -349,7 +374,8 @@ def _edit(frames, truth, readers, read, visible, expected, reference, folder) ->
                          "reference": _round(S.clip_direction(readers.clip, expected, reference, *texts))}}
     received = _received(truth, folder, size, count=len(truth.times))
     if received is not None:
-        inversion = _coded(readers.synthesize(readers.invert(received), size), truth.crf)
+        codes, generator = _inversion(truth, folder, readers, received)
+        inversion = _coded(readers.synthesize(codes, size, generator), truth.crf)
         out["inversion_psnr_db"] = _psnr(inversion, expected)
         out["inversion_pixels"] = S.edit_accuracy(S.read_pixels(inversion, truth.source, seconds), truth.target,
                                                   truth.source.attributes, visible)
@@ -370,7 +396,8 @@ def _animate(frames, truth, readers, read, visible, expected, reference, folder)
     }
     portrait = _received(truth, folder, frames.shape[-1], count=1)
     if portrait is not None:  # the like-for-like baseline: the portrait's inversion, held still
-        still = _coded(readers.synthesize(readers.invert(portrait), frames.shape[-1]), truth.crf)
+        codes, generator = _inversion(truth, folder, readers, portrait)
+        still = _coded(readers.synthesize(codes, frames.shape[-1], generator), truth.crf)
         out["still_portrait_psnr_db"] = _psnr(still.expand_as(expected), expected)
     return out
 
@@ -385,24 +412,24 @@ def _interpolate(frames, truth, readers, read, visible, expected, reference, fol
     on_grid = [k for k, t in enumerate(truth.times) if t in set(truth.source_times)]
     grid_inputs = [truth.source_times.index(truth.times[k]) for k in on_grid]
 
-    def baselines(inputs: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    def baselines(inputs: torch.Tensor, codes: torch.Tensor, generator: Any = None) -> dict[str, torch.Tensor]:
         """Frame blend, W+ lerp and the content code (the inputs' mean W+: no motion) of these
-        input frames, and their W+."""
-        codes = readers.invert(inputs)
-        still = readers.synthesize(codes.mean(0, keepdim=True), size)
+        input frames, whose W+ are ``codes`` (rendered with ``generator``)."""
+        still = readers.synthesize(codes.mean(0, keepdim=True), size, generator)
         return {"frame_blend": S.blend_neighbours(inputs, before, weight),
-                "wplus_lerp": readers.synthesize(S.blend_neighbours(codes, before, weight), size),
-                "content_code": still.expand(len(held), *still.shape[1:])}, codes
+                "wplus_lerp": readers.synthesize(S.blend_neighbours(codes, before, weight), size, generator),
+                "content_code": still.expand(len(held), *still.shape[1:])}
 
-    upper, _ = baselines(render_times(truth.source, [float(t) for t in truth.source_times], size=size))
+    true_inputs = render_times(truth.source, [float(t) for t in truth.source_times], size=size)
+    upper = baselines(true_inputs, readers.invert(true_inputs))
     upper["inversion"] = readers.synthesize(readers.invert(truth_held), size)
     received = _received(truth, folder, size)
     fair, at_inputs = {}, None
     if received is not None:
-        fair, codes = baselines(received)
-        fair = {k: _coded(v, truth.crf) for k, v in fair.items()}
+        codes, generator = _inversion(truth, folder, readers, received)
+        fair = {k: _coded(v, truth.crf) for k, v in baselines(received, codes, generator).items()}
         if on_grid:  # the per-frame inversion is defined at the input's own times only
-            at_inputs = _coded(readers.synthesize(codes[grid_inputs], size), truth.crf)
+            at_inputs = _coded(readers.synthesize(codes[grid_inputs], size, generator), truth.crf)
     # the model-free control is the like-for-like W+ lerp: the inputs' own inversions, lerped
     scores = S.interpolation_scores(frames[held], truth_held, fair,
                                     upper_bounds={k: _coded(v, truth.crf) for k, v in upper.items()},
@@ -425,10 +452,11 @@ def _extrapolate(frames, truth, readers, read, visible, expected, reference, fol
     received = _received(truth, folder, size)
     fair, control = {}, None
     if received is not None:
-        final = received[truth.source_times.index(last)][None]
-        fair = {"repeat_last": _coded(final, truth.crf)[0]}
+        index = truth.source_times.index(last)
+        fair = {"repeat_last": _coded(received[index][None], truth.crf)[0]}
         # the model-free control: the last input frame's inversion, held
-        control = _coded(readers.synthesize(readers.invert(final), size), truth.crf)[0]
+        codes, generator = _inversion(truth, folder, readers, received)
+        control = _coded(readers.synthesize(codes[index][None], size, generator), truth.crf)[0]
 
     def scored(k: list[int]) -> dict[str, Any]:
         return S.extrapolation_scores(frames[k], expected[k], fair, upper_bounds=upper, control=control)
@@ -440,6 +468,23 @@ def _extrapolate(frames, truth, readers, read, visible, expected, reference, fol
     scores["reconstruction_psnr_db"] = _psnr(frames[old], expected[old]) if old else None
     scores["input"] = truth.input
     return {"extrapolation": scores}
+
+
+def _inversion(truth: Truth, folder: Path, readers: Readers, received: torch.Tensor) -> tuple[torch.Tensor, Any]:
+    """The W+ of the input the application received and the generator to render them with, for
+    the like-for-like baselines: the truth's latents file and its (tuned) generator when it names
+    one, else the demo encoder's inversion of ``received`` and the demo generator (None)."""
+    if truth.latents is None:
+        return readers.invert(received), None
+    path = folder / truth.latents
+    if not path.is_file():
+        raise InputError(f"the truth names the latents {truth.latents}, but {path} does not exist; keep the "
+                         "output, its truth file and its input's latents in one folder as `vsode demo` wrote them")
+    codes, generator = readers.inverted(path)
+    if codes.shape[0] != received.shape[0]:
+        raise InputError(f"the latents {path} hold {codes.shape[0]} frames but the input {truth.input} has "
+                         f"{received.shape[0]}; are they the inversion the output was made from?")
+    return codes, generator
 
 
 def _received(truth: Truth, folder: Path, size: int, count: int | None = None) -> torch.Tensor | None:

@@ -112,6 +112,22 @@ OUTPUTS = (
     "contact_sheet.png",
     "report.json",
 )
+# With --tune: the inputs of the applications that invert them, each inverted and tuned once
+# (tuned_latents_name), the latents file and its tuned weights beside it.
+TUNED_INPUTS = ("source.mp4", "source-8fps.mp4", "source-3fps.mp4", "portrait.png")
+
+
+def tuned_latents_name(video: str, steps: int) -> str:
+    """``source.mp4``, 100 → ``source.tune100.latents.pt`` (its tuned weights: ``….latents.tuned.pt``)."""
+    return f"{video.rsplit('.', 1)[0]}.tune{steps}.latents.pt"
+
+
+def tuned_outputs(steps: int) -> tuple[str, ...]:
+    """The files --tune adds to the demo's folder."""
+    from ..invert import tuned_path
+
+    names = [tuned_latents_name(v, steps) for v in TUNED_INPUTS] if steps else []
+    return tuple(n for name in names for n in (name, tuned_path(name).name))
 
 
 @dataclass(frozen=True)
@@ -282,7 +298,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
     if out.exists() and not out.is_dir():
         raise InputError(f"output folder {out} is a file; give a folder name")
     if out.is_dir():
-        for name in OUTPUTS:
+        for name in (*OUTPUTS, *tuned_outputs(options.tune)):
             check_output_path(out / name, force=options.force)
     model_path, config = check_model(options.model)
     out.mkdir(parents=True, exist_ok=True)
@@ -424,6 +440,33 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     report["apps"] = {}
     truths: dict[str, Truth] = {}
 
+    inverted: dict[Path, Path | None] = {}
+
+    def latents_of(given: Path) -> Path | None:
+        """With --tune: ``given`` inverted and tuned once (:func:`tuned_latents_name` and its tuned
+        weights beside the outputs), as its application would, and given to it (and named by its truth, so
+        the like-for-like baselines render with the same tuned generator). None without --tune: the
+        application inverts its input itself."""
+        if not options.tune:
+            return None
+        if given not in inverted:
+            from ..invert import InvertOptions
+            from ..model import load_model
+            from ..pipeline import encoder_name
+
+            path = out / tuned_latents_name(given.name, options.tune)
+            invert = InvertOptions(encoder=encoder_name(load_model(options.model, backbones=False)), batch_size=16,
+                                   device=options.device, use_cache=False, tune=options.tune, seed=0)
+            started = time.perf_counter()
+            api.invert(given, invert, output=path, force=options.force, progress=progress)
+            report.setdefault("tuned_inputs", {})[given.name] = {"latents": path.name,
+                                                                 "seconds": round(time.perf_counter() - started, 3)}
+            inverted[given] = path
+        return inverted[given]
+
+    def named(path: Path | None) -> str | None:
+        return None if path is None else path.name
+
     def ran(name: str, result: Any, started: float, **extra: Any) -> tuple[Fraction, ...]:
         report["apps"][name] = {"seconds": round(time.perf_counter() - started, 3), "nfe": result.nfe,
                                 "outputs": [o.to_dict() for o in result.outputs], "tuning": result.tuning, **extra}
@@ -439,18 +482,19 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     targets = [caption(params) for params in edited.values()]
     result = api.edit(src, EditOptions(prompts=tuple(targets), source=described, raw_prompt=True,
                                        strength=EDIT_STRENGTH, **common),
-                      outputs=[out / n for n in names], progress=progress)
+                      latents=latents_of(src), outputs=[out / n for n in names], progress=progress)
     ran("edit", result, started, prompts=texts, source_text=described, target_texts=targets,
         strength=EDIT_STRENGTH)
     for name, (attr, value) in prompts.items():
-        truths[name] = Truth("edit", src_times, edited[name], source=source,
-                             target={attr: value}, prompt=f"{value} {attr}", crf=CRF, input=src.name)
+        truths[name] = Truth("edit", src_times, edited[name], source=source, target={attr: value},
+                             prompt=f"{value} {attr}", crf=CRF, input=src.name, latents=named(latents_of(src)))
 
     started = time.perf_counter()
-    result = api.animate(out / "portrait.png", drv, AnimateOptions(**common), outputs=[out / "animate.mp4"],
-                         progress=progress)
+    result = api.animate(out / "portrait.png", drv, AnimateOptions(**common), latents=latents_of(out / "portrait.png"),
+                         outputs=[out / "animate.mp4"], progress=progress)
     truths["animate.mp4"] = Truth("animate", ran("animate", result, started), with_motion(portrait, driver),
-                                  driver=driver, crf=CRF, input="portrait.png")
+                                  driver=driver, crf=CRF, input="portrait.png",
+                                  latents=named(latents_of(out / "portrait.png")))
 
     started = time.perf_counter()
     # a swapped generator renders the portrait's plain inversion (tuning is of the model's own generator)
@@ -462,20 +506,22 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
 
     for name, given in (("interpolate.mp4", slow), ("interpolate-sparse.mp4", out / "source-3fps.mp4")):
         started = time.perf_counter()
-        result = api.interpolate(given, InterpolateOptions(fps=INTERPOLATE_TO, **common), output=out / name,
-                                 progress=progress)
+        result = api.interpolate(given, InterpolateOptions(fps=INTERPOLATE_TO, **common), latents=latents_of(given),
+                                 output=out / name, progress=progress)
         truths[name] = Truth("interpolate", ran(name.rsplit(".", 1)[0], result, started, input=given.name), source,
-                             source=source, source_times=probe(given).timestamps, crf=CRF, input=given.name)
+                             source=source, source_times=probe(given).timestamps, crf=CRF, input=given.name,
+                             latents=named(latents_of(given)))
 
     started = time.perf_counter()
-    result = api.extrapolate(src, ExtrapolateOptions(seconds=EXTRAPOLATE_SECONDS, **common),
+    result = api.extrapolate(src, ExtrapolateOptions(seconds=EXTRAPOLATE_SECONDS, **common), latents=latents_of(src),
                              output=out / "extrapolate.mp4", progress=progress)
     truths["extrapolate.mp4"] = Truth("extrapolate", ran("extrapolate", result, started), source, source=source,
-                                      source_times=src_times, crf=CRF, input=src.name)
+                                      source_times=src_times, crf=CRF, input=src.name, latents=named(latents_of(src)))
 
     started = time.perf_counter()
     blend = BlendOptions(region=BLEND_REGION, **common)
-    result = api.blend_motion(src, drv, blend, output=out / "blend-motion.mp4", progress=progress)
+    result = api.blend_motion(src, drv, blend, latents=latents_of(src), output=out / "blend-motion.mp4",
+                              progress=progress)
     truths["blend-motion.mp4"] = Truth("blend", ran("blend-motion", result, started, region=BLEND_REGION), source,
                                        source=source, driver=driver, mask=mask, crf=CRF, input=src.name)
     return truths
