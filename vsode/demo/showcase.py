@@ -440,7 +440,12 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     report["apps"] = {}
     truths: dict[str, Truth] = {}
 
-    inverted: dict[Path, Path | None] = {}
+    inverted: dict[Path, Path] = {}
+    if options.tune:  # the encoder the applications would invert their inputs with
+        from ..model import load_model
+        from ..pipeline import encoder_name
+
+        tune_encoder = encoder_name(load_model(options.model, backbones=False))
 
     def latents_of(given: Path) -> Path | None:
         """With --tune: ``given`` inverted and tuned once (:func:`tuned_latents_name` and its tuned
@@ -451,12 +456,10 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
             return None
         if given not in inverted:
             from ..invert import InvertOptions
-            from ..model import load_model
-            from ..pipeline import encoder_name
 
             path = out / tuned_latents_name(given.name, options.tune)
-            invert = InvertOptions(encoder=encoder_name(load_model(options.model, backbones=False)), batch_size=16,
-                                   device=options.device, use_cache=False, tune=options.tune, seed=0)
+            invert = InvertOptions(encoder=tune_encoder, batch_size=16, device=options.device, use_cache=False,
+                                   tune=options.tune, seed=0)
             started = time.perf_counter()
             api.invert(given, invert, output=path, force=options.force, progress=progress)
             report.setdefault("tuned_inputs", {})[given.name] = {"latents": path.name,
