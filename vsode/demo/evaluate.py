@@ -252,8 +252,9 @@ class Readers:
     def inverted(self, path: str | os.PathLike) -> tuple[torch.Tensor, Any]:
         """A latents file's W+ (``N×n×D``) and the generator to render them with: the demo
         generator with the file's tuned weights when it was tuned (``--tune``), else the demo
-        generator itself. Kept per path."""
-        key = f"latents:{Path(path).resolve()}"
+        generator itself. Kept per file (path, size and modification time)."""
+        stat = Path(path).stat()
+        key = f"latents:{Path(path).resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
         if key not in self._loaded:
             from ..invert import load_latents
 
