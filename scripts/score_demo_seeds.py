@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--anchor", default="inversion", help="inversion (default) or none: the paper's reconstruction")
     parser.add_argument("--tune", type=int, default=0, help="pivotal-tuning steps for the applications' inputs (default 0)")
+    parser.add_argument("--detail", default="none", help="the interpolations' --detail: none (default) or input")
     parser.add_argument("--keep", type=Path, help="keep each seed's demo in KEEP/seed-N (default: removed)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON instead of a table")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
@@ -54,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         options = DemoOptions(seconds=args.seconds, fps=Fraction(args.fps), size=args.size, model=args.model,
-                              threads=args.threads, force=True, anchor=args.anchor, tune=args.tune)
+                              threads=args.threads, force=True, anchor=args.anchor, tune=args.tune,
+                              detail=args.detail)
         result = score_seeds(parse_seeds(args.seeds), options, out_dir=args.keep,
                              progress=Progress() if args.quiet else LineProgress())
     except (VsodeError, ValueError, ZeroDivisionError) as err:

@@ -400,6 +400,13 @@ def test_truth_checks_what_each_kind_needs(source):
     truth = Truth("extrapolate", TIMES, source, source=source, source_times=TIMES, input="in.mp4",
                   latents="in.tune100.latents.pt")
     assert Truth.from_dict(json.loads(json.dumps(truth.to_dict()))) == truth
+    detailed = Truth("interpolate", TIMES, source, source=source, source_times=TIMES, input="in.mp4", detail="input")
+    assert Truth.from_dict(json.loads(json.dumps(detailed.to_dict()))).detail == "input"
+    assert Truth.from_dict({k: v for k, v in detailed.to_dict().items() if k != "detail"}).detail == "none"
+    with pytest.raises(InputError, match="detail 'input' is interpolate's"):
+        Truth("extrapolate", TIMES, source, source=source, source_times=TIMES, input="in.mp4", detail="input")
+    with pytest.raises(InputError, match="detail 'fine' is not one of none, input"):
+        Truth("interpolate", TIMES, source, source=source, source_times=TIMES, input="in.mp4", detail="fine")
 
 
 def test_eye_visibility_follows_blinks():

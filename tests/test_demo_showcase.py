@@ -214,9 +214,12 @@ def test_like_for_like_baselines_are_built_from_the_decoded_input(demo_run, tmp_
 
 def test_control_and_ode_gain_hold_together_and_baselines_sit_below_their_upper_bounds(demo_run):
     """Whatever the model does: the interpolation control is the W+ lerp of the input's inversions
-    (the like-for-like W+ lerp), the ODE gain is the output's PSNR minus the control's, and a
-    baseline from the coded input scores below the same from the true frames (seed 0, 8 fps: frame
-    blend 27.45 vs 28.22 dB, W+ lerp 27.17 vs 27.30; 3 fps: 23.59 vs 23.77, 26.19 vs 26.38)."""
+    plus the input's own detail, as the output has it (interpolate's default --detail input), the
+    ODE gain is the output's PSNR minus the control's, and a baseline from the coded input scores
+    below the same from the true frames (seed 0, 8 fps: frame blend 27.45 vs 28.22 dB, W+ lerp 27.17
+    vs 27.30; 3 fps: 23.59 vs 23.77, 26.19 vs 26.38). Measured: the control 28.14 dB at 8 fps and
+    26.15 at 3 fps, so the detail is not credited to the ODE (gain 0.15 and -0.27 dB; against the
+    plain W+ lerp it would read 1.12 and -0.30)."""
     _, report = demo_run
     scores = report["scores"]
     got = {name: scores[name]["interpolation"] for name in ("interpolate", "interpolate-sparse")}
@@ -224,9 +227,11 @@ def test_control_and_ode_gain_hold_together_and_baselines_sit_below_their_upper_
     for name, s in [*got.items(), ("extrapolate all new", got["extrapolate"]["all_new"])]:
         assert s["ode_gain_db"] == pytest.approx(s["psnr_db"] - s["control_psnr_db"], abs=2e-3), name
         assert report["summary"][name.split(" ")[0]]["ode_gain_db"] is not None
+    assert report["detail"] == "input"
+    assert got["interpolate"]["control_psnr_db"] > got["interpolate"]["baselines_psnr_db"]["wplus_lerp"] + 0.5
+    assert got["interpolate"]["ode_gain_db"] < 0.5
     for name in ("interpolate", "interpolate-sparse"):
         s = got[name]
-        assert s["control_psnr_db"] == s["baselines_psnr_db"]["wplus_lerp"], name
         for baseline in ("frame_blend", "wplus_lerp"):
             assert s["baselines_psnr_db"][baseline] < s["upper_bounds_psnr_db"][baseline], (name, baseline)
     # the last input frame's inversion, held, is another video than the frame itself

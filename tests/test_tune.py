@@ -195,9 +195,11 @@ def test_cli_tune_reports_and_refuses_bad_input(clip, tmp_path):
 
 
 def test_tuned_interpolation_beats_blending_the_input_frames(tmp_path):
-    """The moonshot on the demo world: 8 → 24 fps, anchored and tuned, scored like-for-like as
-    `vsode demo` scores it. Measured at seed 0 with --tune 100: 28.21 dB against the frame blend's
-    27.45 (untuned 27.25), the tuned frames' reconstruction +4 to +5 dB."""
+    """The moonshot on the demo world: 8 → 24 fps, anchored and tuned, scored as `vsode demo` scores
+    it. Measured at seed 0 with --tune 100 (and interpolate's default, the input's own detail):
+    28.61 dB against the frame blend's 27.45 and the untuned control's (the inversions' W+ lerp
+    plus the same detail) 28.14; untuned 28.29; without the detail 28.23 tuned and 27.25 untuned.
+    The tuned frames' reconstruction gains +4 to +5 dB."""
     from vsode.api import interpolate
     from vsode.demo.evaluate import Readers, Truth, evaluate, read_output
     from vsode.options import InterpolateOptions
@@ -210,11 +212,12 @@ def test_tuned_interpolation_beats_blending_the_input_frames(tmp_path):
     options = InterpolateOptions(fps=Fraction(24), tune=100, use_cache=False, device="cpu", batch_size=16)
     result = interpolate(video, options, output=tmp_path / "out.mp4")
     assert result.tuning["psnr_after_db"] > result.tuning["psnr_before_db"] + 3.0, result.tuning
+    assert options.detail_mode == "input"
     truth = Truth("interpolate", probe(result.output.path).timestamps, source, source=source,
-                  source_times=probe(video).timestamps, crf=18, input=video.name)
+                  source_times=probe(video).timestamps, crf=18, input=video.name, detail="input")
     scores = evaluate(read_output(result.output.path), truth, Readers(), folder=tmp_path)["interpolation"]
-    assert scores["psnr_db"] > scores["baselines_psnr_db"]["frame_blend"] + 0.3, scores
-    assert scores["psnr_db"] > scores["control_psnr_db"] + 0.5  # the inversions' own W+ lerp
+    assert scores["psnr_db"] > scores["baselines_psnr_db"]["frame_blend"] + 0.8, scores
+    assert scores["psnr_db"] > scores["control_psnr_db"] + 0.3  # the untuned inversions' W+ lerp, with the detail
 
 
 def test_the_demo_scores_tuned_outputs_against_controls_rendered_with_the_same_tuned_generator(tmp_path):

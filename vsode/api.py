@@ -396,8 +396,14 @@ def _retime(command: str, source: Source, times: FrameTimes, tag: str, output: P
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
     code = pipe.encode(source)
     _note_crops(pipe, source)
+    detail = None
+    if getattr(options, "detail_mode", "none") == "input":  # interpolate's detail (its default when anchored)
+        from .pipeline import InputDetail
+
+        detail = InputDetail(pipe, source, source.known_latents.wplus)  # type: ignore[union-attr]
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
-                          anchor=pipe.source_anchor(code, source, at=times), audio=pipe.audio(source, times))
+                          anchor=pipe.source_anchor(code, source, at=times), audio=pipe.audio(source, times),
+                          detail=detail)
     return _result(command, pipe, source, written, options)
 
 

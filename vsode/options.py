@@ -37,6 +37,9 @@ ANCHOR_MODES = ("inversion", "none")
 # Where a driver's motion is measured from when it moves another face (animate, generate --motion;
 # vsode.model.anchor.motion_reference): its pose nearest the face's, or its first frame.
 MOTION_REFERENCES = ("matched", "first")
+# What interpolate adds to the rendered frames: nothing, or the input's own detail that its
+# inversions miss (vsode.pipeline.InputDetail).
+DETAIL_MODES = ("none", "input")
 DEFAULT_MODEL = "vidstyleode-demo"
 # `vsode edit`'s default --model: the published face weights with --optimize where they are
 # installed, else DEFAULT_MODEL (vsode.model.free.resolve_auto)
@@ -570,14 +573,35 @@ class InterpolateOptions(RenderOptions):
         fps: a new constant rate over the input's duration (``round(duration·fps)`` frames).
         factor: that many frames per input frame interval (the rate times ``factor``).
         times: explicit output timestamps in seconds on the input's clock (>= 0, increasing).
+        detail: ``input`` adds to each output frame the input's own detail that the inversions
+            miss, ``crop − G(w_inv)`` of the input frames around it, lerped in time (so an input
+            frame is reproduced as itself, not as its inversion); ``none``: the render alone.
+            None (default): ``input`` when anchored on the inversions with the model's own
+            generator, else ``none`` (:attr:`detail_mode`). ``input`` needs both.
     """
 
     fps: Fraction | None = None
     factor: int | None = None
     times: tuple[Fraction, ...] | None = None
+    detail: str | None = None
+
+    @property
+    def detail_mode(self) -> str:
+        """The detail the output gets: ``detail``, or by default ``input`` where it applies."""
+        if self.detail is not None:
+            return self.detail
+        return "input" if self.anchor != "none" and self.generator is None else "none"
 
     def _check(self, problems: list[str]) -> None:
         super()._check(problems)
+        _problem_if(self.detail is not None and self.detail not in DETAIL_MODES, problems,
+                    f"--detail {self.detail!r} is not one of {', '.join(DETAIL_MODES)}")
+        _problem_if(self.detail == "input" and self.anchor == "none", problems,
+                    "--detail input adds the input's detail to its own inversions; --anchor none renders "
+                    "without them: drop one of them")
+        _problem_if(self.detail == "input" and self.generator is not None, problems,
+                    f"--detail input puts the input's own pixels back, which --generator {self.generator} is there "
+                    "to restyle: drop one of them")
         given = [n for n in ("fps", "factor", "times") if getattr(self, n) is not None]
         if len(given) != 1:
             problems.append("give exactly one of --fps R, --factor K or --times FILE"

@@ -156,6 +156,62 @@ def _exact_cfr(fps: Fraction) -> bool:
 # --- the pipeline --------------------------------------------------------------------------------
 
 
+
+class InputDetail:
+    """The input's own per-frame detail that its inversions miss, ``R_k = crop_k − G(w_inv,k)``
+    (frames in [0, 1] at the generator's size, rendered by the pipeline's renderer, tuned or not),
+    lerped in time between the input frames around each output time and held past the ends
+    (:func:`vsode.model.anchor.neighbours`). Added to an anchored render, an input frame comes out
+    as itself at its own time, and the frames between carry the detail of their neighbours.
+
+    Streamed: the crops are decoded in order as the output times ask for them, and only the
+    frames still ahead are kept, so memory does not grow with the video (output times increase).
+    """
+
+    def __init__(self, pipe: "Pipeline", source: Source, wplus: torch.Tensor) -> None:
+        if wplus.shape[0] != source.frame_count:
+            raise VsodeError(f"{source.path}: {wplus.shape[0]} inversions for {source.frame_count} frames")
+        self._pipe = pipe
+        self._wplus = wplus
+        self._seconds = torch.tensor([float(t) for t in source.times], dtype=torch.float64)
+        self._dtype = torch.bfloat16 if pipe.bf16 else None
+        generator = pipe.renderer
+        pipe.align(source)
+        self._batches = face_batches(source.path, source.info, source.track,
+                                     sizes=[(generator.width, generator.resolution)],
+                                     batch_size=pipe.options.batch_size)
+        self._kept: dict[int, torch.Tensor] = {}
+        self._decoded = 0
+
+    def _decode(self, upto: int) -> None:
+        while self._decoded <= upto:
+            batch, (crops,) = next(self._batches)
+            index = list(batch.indices)
+            with torch.no_grad():
+                renders = self._pipe._synthesize(self._wplus[index].to(self._pipe.device, torch.float32), self._dtype)
+            images = crops.float() / 255
+            if images.shape != renders.shape:
+                raise VsodeError(f"--detail input: the input's crops are {tuple(images.shape[1:])} but the generator "
+                                 f"renders {tuple(renders.shape[1:])}; use a square generator or --detail none")
+            for j, k in enumerate(index):
+                self._kept[k] = images[j] - renders[j]
+            self._decoded = index[-1] + 1
+
+    def at(self, seconds: Sequence[float] | torch.Tensor) -> torch.Tensor:
+        """``R̃(t)`` at each of ``seconds`` (increasing from call to call): b × 3 × H × W."""
+        from .model.anchor import neighbours
+
+        left, right, weight, _ = neighbours(self._seconds, torch.as_tensor(seconds, dtype=torch.float64))
+        self._decode(int(right.max()))
+        for k in [k for k in self._kept if k < int(left.min())]:
+            del self._kept[k]
+        return torch.stack([(1 - a) * self._kept[int(i)] + a * self._kept[int(j)]
+                            for i, j, a in zip(left, right, weight.float().tolist())])
+
+    def close(self) -> None:
+        self._batches.close()  # type: ignore[attr-defined]
+        self._kept.clear()
+
 class Pipeline:
     """A loaded model and the stages that run it; one per application call.
 
@@ -508,6 +564,7 @@ class Pipeline:
         inset: tuple[VideoCode, Anchor | None, torch.Tensor] | None = None,
         audio: AudioSpec | None = None,
         canvas: Source | None = None,
+        detail: InputDetail | None = None,
     ) -> list[OutputVideo]:
         """Decode ``code`` at ``times`` into every output, one batch of frames at a time.
 
@@ -517,8 +574,9 @@ class Pipeline:
         mask)``: ``other`` is rendered too, with the same styles, and put over each frame with the
         pixel ``mask`` (the generator's H×W weights in [0, 1]; blend-motion's anchored form).
         ``canvas``: the source whose frames the output's are (``times`` = its frame times); unless
-        ``crop_only``, the crops are pasted back into its frames. All outputs are written or none
-        is: on any error every file is removed.
+        ``crop_only``, the crops are pasted back into its frames. ``detail``: the input's own
+        detail (:class:`InputDetail`) added to every rendered frame. All outputs are written or
+        none is: on any error every file is removed (and ``detail`` is closed either way).
         """
         model, options = self.model, self.options
         if self.model.normalise_times([float(times.start)], code.t0)[0] < 0:
@@ -561,6 +619,10 @@ class Pipeline:
                         with self.progress.timed("paste", count):
                             background = next(backgrounds).frames  # b 3 H W uint8
                             assert background.shape[0] == count
+                    residual = None
+                    if detail is not None:
+                        with self.progress.timed("detail", count):
+                            residual = detail.at(times.seconds()[frames])
                     for w, w_inset, writer, offset in zip(ws, inset_ws, writers, offsets):
                         if offset is not None:
                             w = w + offset
@@ -569,6 +631,8 @@ class Pipeline:
                             if w_inset is not None:
                                 m = inset_mask.to(images.dtype)  # type: ignore[union-attr]
                                 images = m * self._synthesize(w_inset, dtype) + (1 - m) * images
+                            if residual is not None:
+                                images = (images + residual).clamp(0, 1)
                         if backgrounds is not None:
                             with self.progress.timed("paste", count):
                                 images = self._paste(canvas, background, images, frames)  # type: ignore[arg-type]
@@ -593,6 +657,8 @@ class Pipeline:
             raise
         finally:
             self.nfe += model.dynamics.nfe - nfe
+            if detail is not None:
+                detail.close()
         return [
             OutputVideo(r.path, r.frames, r.fps, r.duration, r.width, r.height, r.audio, spec.prompt)
             for r, spec in zip(results, outputs)

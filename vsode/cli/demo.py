@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -27,6 +27,7 @@ def demo(
     threads: ThreadsOpt = 1,
     anchor: AnchorOpt = "inversion",
     tune: TuneOpt = 0,
+    detail: Annotated[Optional[str], typer.Option("--detail", help="The interpolations' --detail: 'input' adds the input's own detail that its inversions miss (scored against a control that has it too), 'none' renders the codes alone (default: interpolate's, input when anchored).", metavar="none|input", show_default=False)] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -53,7 +54,7 @@ def demo(
         from ..options import parse_rate
 
         options = DemoOptions(seconds=seconds, fps=parse_rate(fps), size=size, seed=seed, model=model, force=force,
-                              anchor=anchor, tune=tune,
+                              anchor=anchor, tune=tune, detail=detail,
                               device=str(resolve_device(device)), threads=threads)
         report = run_demo(out_dir, options, progress=ui.progress)
         ui.result(report, human=summary_lines(report, out_dir))
@@ -86,11 +87,12 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
     lines.append(f"  animate:      r(mouth) {num(a['r_mouth_open'])}, r(head x) {num(a['r_head_x'])}, "
                  f"r(head y) {num(a['r_head_y'])}; portrait attributes kept {pct(a['portrait_attributes'])} "
                  f"(pixels {pct(a.get('portrait_pixel_attributes'))})")
+    detailed = ", with the input's detail" if report.get("detail") == "input" else ""
     for name, rate in (("interpolate", "8"), ("interpolate-sparse", "3")):
         i = s[name]
         lines.append(
             f"  interpolate {rate} -> 24 fps: {num(i['psnr_db'], ' dB')} at held-out times; control (the input's "
-            f"inversions, lerped) {num(i['control_psnr_db'], ' dB')}, ODE gain {num(i['ode_gain_db'], ' dB')}; "
+            f"inversions, lerped{detailed}) {num(i['control_psnr_db'], ' dB')}, ODE gain {num(i['ode_gain_db'], ' dB')}; "
             f"from the input: frame blend {num(i.get('frame_blend_psnr_db'), ' dB')}, content code alone "
             f"{num(i.get('content_code_psnr_db'), ' dB')}; upper bounds from the true frames: inversion "
             f"{num(i['inversion_upper_bound_psnr_db'], ' dB')}, frame blend "

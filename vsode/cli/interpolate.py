@@ -46,6 +46,7 @@ def interpolate(
     fps: Annotated[Optional[str], typer.Option("--fps", help="New frame rate over the same duration: 60, 59.94 or 60000/1001.", metavar="R")] = InterpolateOptions.fps,
     factor: Annotated[Optional[int], typer.Option("--factor", help="Frames per input frame interval (2 doubles the rate; 1 reconstructs).", metavar="K")] = InterpolateOptions.factor,
     times: Annotated[Optional[Path], typer.Option("--times", help="Text file of output timestamps in seconds on the input's clock, one per line.", metavar="FILE")] = None,
+    detail: Annotated[Optional[str], typer.Option("--detail", help="'input' adds the input's own detail that its inversions miss (each input frame minus its inversion's render, lerped between the frames around each output time), so input frames come out as themselves; 'none' renders the codes alone. Default: input, or none with --anchor none or --generator.", metavar="none|input", show_default=False)] = InterpolateOptions.detail,
     output: OutputOpt = None,
     latents: LatentsOpt = None,
     model: ModelOpt = RenderOptions.model,
@@ -74,8 +75,10 @@ def interpolate(
 
     --fps R writes round(duration x R) frames at exactly R, lasting the input's duration;
     --factor K puts K frames in every input frame interval; --times FILE writes a frame at each
-    listed time. Input frames are reproduced at their own times; the audio is the input's. The
-    output is the generated (aligned) face crop.
+    listed time. Input frames are reproduced at their own times, as themselves: the input's own
+    detail that its inversions miss is added to every frame, lerped between the input frames
+    around it (--detail none: the codes' render alone, so input frames come out as their
+    inversions). The audio is the input's. The output is the generated (aligned) face crop.
     """
     with session(quiet=quiet, verbose=verbose, json_out=json_out) as ui:
         from ..api import interpolate as run

@@ -38,6 +38,7 @@ import torch
 
 from ..errors import InputError
 from ..fileio import atomic_write_bytes
+from ..options import DETAIL_MODES
 from ..progress import Progress, ensure
 from . import scores as S
 from .regressor import true_motion
@@ -77,6 +78,8 @@ class Truth:
             through the generator (W+ lerp, content code, the control, the unedited inversion) then
             take its W+ and render them with its tuned generator, as the output was. None: the
             input is inverted with the demo encoder and rendered with the demo generator.
+        detail: interpolate: ``input`` when the output carries the input's own detail
+            (``vsode interpolate --detail input``); the control then carries it too.
     """
 
     kind: str
@@ -91,6 +94,7 @@ class Truth:
     crf: int | None = 18
     input: str | None = None
     latents: str | None = None
+    detail: str = "none"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "times", tuple(Fraction(t) for t in self.times))
@@ -106,6 +110,10 @@ class Truth:
             "extrapolate": ("source", "source_times"), "blend": ("source", "driver", "mask"),
         }.get(self.kind, ())
         problems += [f"a {self.kind} truth needs {name}" for name in needs if not getattr(self, name)]
+        if self.detail not in DETAIL_MODES:
+            problems.append(f"detail {self.detail!r} is not one of {', '.join(DETAIL_MODES)}")
+        elif self.detail != "none" and self.kind != "interpolate":
+            problems.append(f"detail {self.detail!r} is interpolate's; a {self.kind} truth has none")
         if self.latents is not None and self.input is None:
             problems.append("latents name the inversion of an input, but it names no input")
         if self.kind == "interpolate" and len(self.source_times) < 2:
@@ -138,6 +146,7 @@ class Truth:
             "crf": self.crf,
             "input": self.input,
             "latents": self.latents,
+            "detail": self.detail,
         }
 
     @classmethod
@@ -165,6 +174,7 @@ class Truth:
                 crf=data.get("crf"),
                 input=None if data.get("input") is None else str(data["input"]),
                 latents=None if data.get("latents") is None else str(data["latents"]),
+                detail=str(data.get("detail") or "none"),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
             raise InputError(f"{origin} is not a valid demo truth file ({err!r})") from None
@@ -426,15 +436,25 @@ def _interpolate(frames, truth, readers, read, visible, expected, reference, fol
     upper["inversion"] = readers.synthesize(readers.invert(truth_held), size)
     received = _received(truth, folder, size)
     fair, at_inputs = {}, None
+    control = None
     if received is not None:
         codes, generator = _inversion(truth, folder, readers, received)
-        fair = {k: _coded(v, truth.crf) for k, v in baselines(received, codes, generator).items()}
+        raw = baselines(received, codes, generator)
+        # the model-free control is the like-for-like W+ lerp: the inputs' own inversions, lerped; with
+        # the input's detail in the output, the control gets it too (each input frame minus its
+        # inversion's render, lerped the same way)
+        control = raw["wplus_lerp"]
+        if truth.detail == "input":  # the input's crops decoded at the output size as the application does
+            crops = _crops(folder / truth.input, size)  # type: ignore[operator]
+            renders = readers.synthesize(codes, size, generator)
+            control = (control + S.blend_neighbours(crops - renders, before, weight)).clamp(0, 1)
+        fair = {k: _coded(v, truth.crf) for k, v in raw.items()}
+        control = _coded(control, truth.crf)
         if on_grid:  # the per-frame inversion is defined at the input's own times only
             at_inputs = _coded(readers.synthesize(codes[grid_inputs], size, generator), truth.crf)
-    # the model-free control is the like-for-like W+ lerp: the inputs' own inversions, lerped
     scores = S.interpolation_scores(frames[held], truth_held, fair,
                                     upper_bounds={k: _coded(v, truth.crf) for k, v in upper.items()},
-                                    control=fair.get("wplus_lerp"))
+                                    control=control)
     scores["at_input_times_psnr_db"] = _psnr(frames[on_grid], expected[on_grid]) if on_grid else None
     scores["at_input_times_inversion_psnr_db"] = None if at_inputs is None else _psnr(at_inputs, expected[on_grid])
     scores["input"] = truth.input
@@ -486,6 +506,16 @@ def _inversion(truth: Truth, folder: Path, readers: Readers, received: torch.Ten
         raise InputError(f"the latents {path} hold {codes.shape[0]} frames but the input {truth.input} has "
                          f"{received.shape[0]}; are they the inversion the output was made from?")
     return codes, generator
+
+
+def _crops(path: Path, size: int) -> torch.Tensor:
+    """A video's centre squares decoded at ``size`` × ``size`` (ffmpeg's scaler, as the applications'
+    crops are made; frames in [0, 1]), for the residual detail an interpolation adds."""
+    from ..align import face_batches
+    from ..video import probe
+
+    return torch.cat([crops.float() / 255 for _, (crops,) in
+                      face_batches(path, probe(path), None, sizes=[(size, size)], batch_size=64)])
 
 
 def _received(truth: Truth, folder: Path, size: int, count: int | None = None) -> torch.Tensor | None:

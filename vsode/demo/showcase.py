@@ -46,7 +46,7 @@ import torch
 
 from ..errors import InputError, ModelMissingError
 from ..fileio import atomic_write_bytes, check_output_path
-from ..options import ANCHOR_MODES, DEFAULT_MODEL, region_mask
+from ..options import ANCHOR_MODES, DEFAULT_MODEL, DETAIL_MODES, region_mask
 from ..progress import Progress, ensure
 from ..video import VideoWriter, probe
 from . import scores as S
@@ -147,6 +147,8 @@ class DemoOptions:
         anchor: what the applications anchor their W+ on (``inversion`` or ``none``, the paper's
             reconstruction alone; :data:`vsode.options.ANCHOR_MODES`).
         tune: pivotal-tuning steps for the applications' content inputs (``--tune``; 0: none).
+        detail: the interpolations' ``--detail`` (``none`` or ``input``: the input's own detail
+            added to the render; :data:`vsode.options.DETAIL_MODES`); None: interpolate's default.
     """
 
     seconds: float = 3.0
@@ -159,6 +161,7 @@ class DemoOptions:
     threads: int = 1
     anchor: str = "inversion"
     tune: int = 0
+    detail: str | None = None
 
     def __post_init__(self) -> None:
         if not 0.25 <= self.seconds <= 60:
@@ -175,11 +178,21 @@ class DemoOptions:
             raise InputError(f"--anchor {self.anchor!r} is not one of {', '.join(ANCHOR_MODES)}")
         if isinstance(self.tune, bool) or not isinstance(self.tune, int) or self.tune < 0:
             raise InputError(f"--tune {self.tune} must be a whole number of steps, 0 (no tuning) or more")
+        if self.detail is not None and self.detail not in DETAIL_MODES:
+            raise InputError(f"--detail {self.detail!r} is not one of {', '.join(DETAIL_MODES)}")
+        if self.detail == "input" and self.anchor == "none":
+            raise InputError("--detail input adds the input's detail to its own inversions; --anchor none renders "
+                             "without them: drop one of them")
         if self.threads < 0:
             raise InputError(f"--threads {self.threads} must be 1 or more (0: torch's default)")
         if math.floor(Fraction(self.seconds) * SPARSE_FROM) < 2:
             raise InputError(f"--seconds {self.seconds} is too short to interpolate from {SPARSE_FROM} fps: "
                              f"give at least {math.ceil(200 / SPARSE_FROM) / 100:g} s")
+
+    @property
+    def detail_mode(self) -> str:
+        """The interpolations' detail: ``detail``, or interpolate's default (``input``, anchored)."""
+        return self.detail if self.detail is not None else ("input" if self.anchor != "none" else "none")
 
     @property
     def times(self) -> list[Fraction]:
@@ -318,6 +331,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         "threads": torch.get_num_threads(),
         "anchor": options.anchor,
         "tune": options.tune,
+        "detail": options.detail_mode,
         "source": {"attributes": source.attributes},
         "driver": {"attributes": driver.attributes},
         "portrait": {"attributes": portrait.attributes},
@@ -509,11 +523,11 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
 
     for name, given in (("interpolate.mp4", slow), ("interpolate-sparse.mp4", out / "source-3fps.mp4")):
         started = time.perf_counter()
-        result = api.interpolate(given, InterpolateOptions(fps=INTERPOLATE_TO, **common), latents=latents_of(given),
-                                 output=out / name, progress=progress)
+        retime = InterpolateOptions(fps=INTERPOLATE_TO, detail=options.detail, **common)
+        result = api.interpolate(given, retime, latents=latents_of(given), output=out / name, progress=progress)
         truths[name] = Truth("interpolate", ran(name.rsplit(".", 1)[0], result, started, input=given.name), source,
                              source=source, source_times=probe(given).timestamps, crf=CRF, input=given.name,
-                             latents=named(latents_of(given)))
+                             latents=named(latents_of(given)), detail=retime.detail_mode)
 
     started = time.perf_counter()
     result = api.extrapolate(src, ExtrapolateOptions(seconds=EXTRAPOLATE_SECONDS, **common), latents=latents_of(src),
