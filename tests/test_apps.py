@@ -237,6 +237,7 @@ def test_interpolate_to_a_rational_rate_keeps_the_duration_and_the_input_frames(
     frame 2k (lossless x264 at 4:2:0 aside), and the frames between differ from it."""
     result, path = doubled
     assert path.name == "clip.interpolate-59.94fps.mp4" and result["options"]["detail"] is None
+    assert result["detail"] == "input" and reconstruction[0]["detail"] == "none"
     # 29.97 -> 59.94 over 1.001 s: round(1.001 * 60000/1001) = 60 frames, exactly the duration
     check_file(path, frames=60, fps=Fraction(60000, 1001), duration=Fraction(1001, 1000), audio=True)
     out = frames_of(path)
@@ -272,8 +273,9 @@ def test_interpolate_at_explicit_times(clip_a, model_file, media, reconstruction
 
 def test_extrapolate_is_reconstruction_then_continuation_with_the_source_audio(clip_a, model_file, media, reconstruction):
     out = media / "longer.mp4"
-    ok("extrapolate", clip_a, "--frames", "15", "--crf", "0", "-o", out, model=model_file)
+    result = ok("extrapolate", clip_a, "--frames", "15", "--crf", "0", "-o", out, model=model_file)
     check_file(out, frames=45, fps=NTSC, duration=45 / NTSC, audio=True)
+    assert "detail" not in result  # interpolate's alone
     assert abs(probe(out).audio[0].duration - Fraction(1001, 1000)) < Fraction(1, 20)  # source's only
     frames = frames_of(out)
     assert mean_diff(frames[:FRAMES], reconstruction[1]) < 0.05

@@ -89,6 +89,8 @@ class AppResult:
         optimize: ``edit --optimize`` only: per prompt, how its optimisation went
             (:class:`vsode.optimize.OptimizeReport`: steps, loss and CLIP direction score before and
             after, the share of frames CLIP reads as the target, seconds per step).
+        detail: ``interpolate`` only: the detail its frames got (``input`` or ``none``;
+            :attr:`vsode.options.InterpolateOptions.detail_mode`).
     """
 
     command: str
@@ -106,6 +108,7 @@ class AppResult:
     tuning: dict[str, Any] | None = None
     samples: tuple[dict[str, Any], ...] = ()
     optimize: tuple[dict[str, Any], ...] = ()
+    detail: str | None = None
 
     @property
     def output(self) -> OutputVideo:
@@ -129,6 +132,7 @@ class AppResult:
             "options": self.options,
             **({"samples": [dict(x) for x in self.samples]} if self.samples else {}),
             **({"optimize": [dict(x) for x in self.optimize]} if self.optimize else {}),
+            **({"detail": self.detail} if self.detail is not None else {}),
         }
 
 
@@ -198,7 +202,7 @@ def _inputs(*sources: Source) -> dict[str, str]:
 
 
 def _result(command: str, pipe: Pipeline, source: Source, outputs: list[OutputVideo], options: RenderOptions,
-            *others: Source, canvas: Source | None = None) -> AppResult:
+            *others: Source, canvas: Source | None = None, detail: str | None = None) -> AppResult:
     return AppResult(
         command=command,
         inputs=_inputs(source, *others),
@@ -213,6 +217,7 @@ def _result(command: str, pipe: Pipeline, source: Source, outputs: list[OutputVi
         paste_back=pipe.pastes(canvas),
         anchor=options.anchor,
         tuning=pipe.tuning,
+        detail=detail,
     )
 
 
@@ -396,15 +401,16 @@ def _retime(command: str, source: Source, times: FrameTimes, tag: str, output: P
     pipe = Pipeline.load(options, need_encoder=source.latents is None, progress=progress)
     code = pipe.encode(source)
     _note_crops(pipe, source)
+    mode = getattr(options, "detail_mode", None)  # interpolate's (input by default when anchored)
     detail = None
-    if getattr(options, "detail_mode", "none") == "input":  # interpolate's detail (its default when anchored)
+    if mode == "input":
         from .pipeline import InputDetail
 
         detail = InputDetail(pipe, source, source.known_latents.wplus)  # type: ignore[union-attr]
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           anchor=pipe.source_anchor(code, source, at=times), audio=pipe.audio(source, times),
                           detail=detail)
-    return _result(command, pipe, source, written, options)
+    return _result(command, pipe, source, written, options, detail=mode)
 
 
 def blend_motion(
