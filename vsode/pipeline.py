@@ -18,7 +18,9 @@ Passes over each input file (decodes by ffmpeg):
   one crop pass that feeds both the encoder and the dynamics encoder (two when the inversion is
   cached, the input was given as latents, or a centre square must be resized to two sizes);
 - a driver or blend-motion's second video: the landmark pass and one crop pass;
-- an output pasted back into its source's frames: one more decode of those frames.
+- an output pasted back into its source's frames: one more decode of those frames;
+- interpolate with the input's own detail (``--detail input``, its default): one more crop pass,
+  in step with the output times (:class:`InputDetail`).
 
 Memory is bounded by the batch, not by the video: frames are decoded, encoded and written a batch
 at a time; what grows with the length is one feature map per input frame, the W+ per input frame
