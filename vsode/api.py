@@ -339,7 +339,9 @@ def interpolate(
 ) -> AppResult:
     """Re-time a video: a new frame rate over the same duration, a whole factor more frames, or
     explicit timestamps. The input's frames are reproduced at their own times (a factor keeps
-    every one; a new rate keeps those that fall on its grid); the audio is the input's.
+    every one; a new rate keeps those that fall on its grid): as themselves with the input's own
+    detail (``options.detail_mode`` ``input``, the default when anchored), else as their
+    inversions. The audio is the input's.
 
     Args:
         video: the input video (at least two frames); may be None with ``latents``.
