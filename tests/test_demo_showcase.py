@@ -404,6 +404,10 @@ def test_refuses_to_overwrite_and_validates_options(demo_run, model_file, tmp_pa
         DemoOptions(seconds=0)
     with pytest.raises(InputError, match="--size"):
         DemoOptions(size=100)
+    with pytest.raises(InputError, match="--detail 'x' is not one of none, input"):
+        DemoOptions(detail="x")
+    with pytest.raises(InputError, match="--anchor none renders without them"):
+        DemoOptions(detail="input", anchor="none")
     with pytest.raises(InputError, match="does not exist"):
         run_demo(tmp_path / "x", DemoOptions(model=str(tmp_path / "missing.pt")))
     assert not (tmp_path / "x").exists()

@@ -46,7 +46,7 @@ import torch
 
 from ..errors import InputError, ModelMissingError
 from ..fileio import atomic_write_bytes, check_output_path
-from ..options import ANCHOR_MODES, DEFAULT_MODEL, DETAIL_MODES, region_mask
+from ..options import ANCHOR_MODES, DEFAULT_MODEL, region_mask
 from ..progress import Progress, ensure
 from ..video import VideoWriter, probe
 from . import scores as S
@@ -178,21 +178,12 @@ class DemoOptions:
             raise InputError(f"--anchor {self.anchor!r} is not one of {', '.join(ANCHOR_MODES)}")
         if isinstance(self.tune, bool) or not isinstance(self.tune, int) or self.tune < 0:
             raise InputError(f"--tune {self.tune} must be a whole number of steps, 0 (no tuning) or more")
-        if self.detail is not None and self.detail not in DETAIL_MODES:
-            raise InputError(f"--detail {self.detail!r} is not one of {', '.join(DETAIL_MODES)}")
-        if self.detail == "input" and self.anchor == "none":
-            raise InputError("--detail input adds the input's detail to its own inversions; --anchor none renders "
-                             "without them: drop one of them")
+        _retime_detail(self)  # interpolate's own checks of --detail
         if self.threads < 0:
             raise InputError(f"--threads {self.threads} must be 1 or more (0: torch's default)")
         if math.floor(Fraction(self.seconds) * SPARSE_FROM) < 2:
             raise InputError(f"--seconds {self.seconds} is too short to interpolate from {SPARSE_FROM} fps: "
                              f"give at least {math.ceil(200 / SPARSE_FROM) / 100:g} s")
-
-    @property
-    def detail_mode(self) -> str:
-        """The interpolations' detail: ``detail``, or interpolate's default (``input``, anchored)."""
-        return self.detail if self.detail is not None else ("input" if self.anchor != "none" else "none")
 
     @property
     def times(self) -> list[Fraction]:
@@ -307,6 +298,14 @@ def _torch_threads(threads: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+def _retime_detail(options: DemoOptions) -> str:
+    """The detail the demo's interpolations get: interpolate's own rule for ``--detail`` (the
+    default: ``input`` when anchored)."""
+    from ..options import InterpolateOptions
+
+    return InterpolateOptions(factor=1, detail=options.detail, anchor=options.anchor).detail_mode
+
+
 def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, Any]:
     if out.exists() and not out.is_dir():
         raise InputError(f"output folder {out} is a file; give a folder name")
@@ -331,7 +330,7 @@ def _run_demo(out: Path, options: DemoOptions, progress: Progress) -> dict[str, 
         "threads": torch.get_num_threads(),
         "anchor": options.anchor,
         "tune": options.tune,
-        "detail": options.detail_mode,
+        "detail": _retime_detail(options),
         "source": {"attributes": source.attributes},
         "driver": {"attributes": driver.attributes},
         "portrait": {"attributes": portrait.attributes},
