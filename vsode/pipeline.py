@@ -214,6 +214,7 @@ class InputDetail:
         self._batches.close()  # type: ignore[attr-defined]
         self._kept.clear()
 
+
 class Pipeline:
     """A loaded model and the stages that run it; one per application call.
 
