@@ -308,11 +308,17 @@ def test_bf16_generator_stays_close_to_fp32(clip_a, model_file, media, reconstru
     assert mean_diff(frames_of(out), reconstruction[1]) < 3  # bf16 convolutions, 8-bit video
 
 
-def test_blend_motion_zero_mask_is_a_and_one_mask_is_b_motion(clip_a, clip_b, model_file, media, reconstruction, a_latents):
+def test_blend_motion_zero_mask_is_a_and_one_mask_is_b_motion(clip_a, clip_b, model_file, media, reconstruction, a_latents,
+                                                             crops):
     zeros, ones = "/".join(["0" * 8] * 8), "/".join(["1" * 8] * 8)
     crop = ("--crop-only", "--crf", "0")
-    # anchored (the default), a zero mask is A itself: A's inversions, as its reconstruction
-    ok("blend-motion", clip_a, clip_b, "--region", zeros, *crop, "-o", media / "b0.mp4", model=model_file)
+    # anchored (the default), a zero mask is A itself: A's own frames with A's detail (the default),
+    # A's inversions, as its reconstruction, with --detail none
+    result = ok("blend-motion", clip_a, clip_b, "--region", zeros, *crop, "-o", media / "b0.mp4", model=model_file)
+    assert result["detail"] == "input"
+    assert mean_diff(frames_of(media / "b0.mp4"), crops) < 0.5
+    ok("blend-motion", clip_a, clip_b, "--region", zeros, *crop, "--detail", "none", "-o", media / "b0.mp4",
+       "--force", model=model_file)
     # the paper's W+ alone (--anchor none): a full mask is A's content moved by B, what animate makes of
     # A's latents (no video given) driven by B
     plain = (*crop, "--anchor", "none")
@@ -629,6 +635,14 @@ def test_interpolation_at_input_times_is_the_inversions_and_differs_unanchored(c
 def test_bad_detail_is_exit_2(clip_a, model_file, args, needle):
     res = run("interpolate", clip_a, "--factor", "2", *args, "--model", model_file)
     assert res.exit_code == 2 and needle in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+def test_blend_motion_checks_its_detail_too(clip_a, clip_b, model_file):
+    res = run("blend-motion", clip_a, clip_b, "--region", "mouth", "--detail", "input", "--anchor", "none",
+              "--model", model_file)
+    assert res.exit_code == 2 and "--anchor none renders without them" in res.stderr
+    assert BlendOptions(region="mouth").detail_mode == "input"
+    assert BlendOptions(region="mouth", anchor="none").detail_mode == "none"
 
 
 def test_the_default_detail_is_input_only_where_it_applies():

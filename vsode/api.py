@@ -89,8 +89,8 @@ class AppResult:
         optimize: ``edit --optimize`` only: per prompt, how its optimisation went
             (:class:`vsode.optimize.OptimizeReport`: steps, loss and CLIP direction score before and
             after, the share of frames CLIP reads as the target, seconds per step).
-        detail: ``interpolate`` only: the detail its frames got (``input`` or ``none``;
-            :attr:`vsode.options.InterpolateOptions.detail_mode`).
+        detail: ``interpolate`` and ``blend-motion`` only: the detail its frames got (``input`` or
+            ``none``; :attr:`vsode.options.InterpolateOptions.detail_mode`).
     """
 
     command: str
@@ -463,15 +463,21 @@ def blend_motion(
         own = pipe.encode(motion)  # B's content and its inversions too
         inside = dataclasses.replace(own, content_code=code.content_code)
         _note_crops(pipe, source, motion)
+        detail = None
+        if options.detail_mode == "input":  # A's own pixels outside the region (Pipeline.render)
+            from .pipeline import InputDetail
+
+            detail = InputDetail(pipe, source, source.known_latents.wplus)  # type: ignore[union-attr]
         written = pipe.render(code, times, spec, anchor=pipe.source_anchor(code, source, at=times),
                               inset=(inside, pipe.source_anchor(own, motion), pipe.pixel_mask(mask)),
-                              audio=pipe.audio(source, times), canvas=source)
+                              audio=pipe.audio(source, times), canvas=source, detail=detail)
     else:  # the paper's way: B's motion state inside the region of the dynamics grid
         other = pipe.encode(motion, code.content_code)
         _note_crops(pipe, source, motion)
         written = pipe.render(code, times, spec, blend=(other, mask), audio=pipe.audio(source, times),
                               canvas=source)
-    return _result("blend-motion", pipe, source, written, options, motion, canvas=source)
+    return _result("blend-motion", pipe, source, written, options, motion, canvas=source,
+                   detail=options.detail_mode)
 
 
 # --- generate --------------------------------------------------------------------------------------

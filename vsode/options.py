@@ -565,6 +565,25 @@ class AnimateOptions(EditOptions):
         _check_reference(self.reference, self.anchor, problems)
 
 
+def _detail_mode(detail: str | None, anchor: str, generator: str | None) -> str:
+    """``detail``, or by default ``input`` where it applies: anchored on the inversions, rendered
+    by the model's own generator."""
+    if detail is not None:
+        return detail
+    return "input" if anchor != "none" and generator is None else "none"
+
+
+def _check_detail(detail: str | None, anchor: str, generator: str | None, problems: list[str]) -> None:
+    _problem_if(detail is not None and detail not in DETAIL_MODES, problems,
+                f"--detail {detail!r} is not one of {', '.join(DETAIL_MODES)}")
+    _problem_if(detail == "input" and anchor == "none", problems,
+                "--detail input adds the input's detail to its own inversions; --anchor none renders "
+                "without them: drop one of them")
+    _problem_if(detail == "input" and generator is not None, problems,
+                f"--detail input puts the input's own pixels back, which --generator {generator} is there "
+                "to restyle: drop one of them")
+
+
 @dataclass(frozen=True, kw_only=True)
 class InterpolateOptions(RenderOptions):
     """``vsode interpolate``: exactly one of
@@ -588,20 +607,11 @@ class InterpolateOptions(RenderOptions):
     @property
     def detail_mode(self) -> str:
         """The detail the output gets: ``detail``, or by default ``input`` where it applies."""
-        if self.detail is not None:
-            return self.detail
-        return "input" if self.anchor != "none" and self.generator is None else "none"
+        return _detail_mode(self.detail, self.anchor, self.generator)
 
     def _check(self, problems: list[str]) -> None:
         super()._check(problems)
-        _problem_if(self.detail is not None and self.detail not in DETAIL_MODES, problems,
-                    f"--detail {self.detail!r} is not one of {', '.join(DETAIL_MODES)}")
-        _problem_if(self.detail == "input" and self.anchor == "none", problems,
-                    "--detail input adds the input's detail to its own inversions; --anchor none renders "
-                    "without them: drop one of them")
-        _problem_if(self.detail == "input" and self.generator is not None, problems,
-                    f"--detail input puts the input's own pixels back, which --generator {self.generator} is there "
-                    "to restyle: drop one of them")
+        _check_detail(self.detail, self.anchor, self.generator, problems)
         given = [n for n in ("fps", "factor", "times") if getattr(self, n) is not None]
         if len(given) != 1:
             problems.append("give exactly one of --fps R, --factor K or --times FILE"
@@ -668,13 +678,24 @@ class BlendOptions(RenderOptions):
             eyes, mouth, all; join with ``+``), a 0/1 grid string with one row per grid row
             (``/``-separated), or a grayscale mask image (white = the second video's motion)
             the size of the grid or a whole multiple of it. See :data:`REGIONS` for the cells.
+        detail: ``input`` adds A's own detail that its inversions miss (each frame's crop minus
+            its inversion's render) outside the region, so A outside it is A's own frames;
+            ``none``: the render alone. None (default): ``input`` when anchored with the model's own
+            generator, else ``none`` (:attr:`detail_mode`).
     """
 
     region: str = ""
     parsed_region: Region | None = field(default=None, repr=False, compare=False)
+    detail: str | None = None
+
+    @property
+    def detail_mode(self) -> str:
+        """The detail the output gets: ``detail``, or by default ``input`` where it applies."""
+        return _detail_mode(self.detail, self.anchor, self.generator)
 
     def _check(self, problems: list[str]) -> None:
         super()._check(problems)
+        _check_detail(self.detail, self.anchor, self.generator, problems)
         try:
             object.__setattr__(self, "parsed_region", parse_region(self.region))
         except InputError as err:

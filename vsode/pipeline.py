@@ -578,7 +578,8 @@ class Pipeline:
         pixel ``mask`` (the generator's H×W weights in [0, 1]; blend-motion's anchored form).
         ``canvas``: the source whose frames the output's are (``times`` = its frame times); unless
         ``crop_only``, the crops are pasted back into its frames. ``detail``: the input's own
-        detail (:class:`InputDetail`) added to every rendered frame. All outputs are written or
+        detail (:class:`InputDetail`) added to every rendered frame (with an ``inset``, outside its
+        mask only). All outputs are written or
         none is: on any error every file is removed (and ``detail`` is closed either way).
         """
         model, options = self.model, self.options
@@ -634,8 +635,9 @@ class Pipeline:
                             if w_inset is not None:
                                 m = inset_mask.to(images.dtype)  # type: ignore[union-attr]
                                 images = m * self._synthesize(w_inset, dtype) + (1 - m) * images
-                            if residual is not None:
-                                images = (images + residual).clamp(0, 1)
+                            if residual is not None:  # with an inset, outside it only (blend-motion: A's own)
+                                keep = 1 - inset_mask.to(images.dtype) if w_inset is not None else 1  # type: ignore[union-attr]
+                                images = (images + keep * residual).clamp(0, 1)
                         if backgrounds is not None:
                             with self.progress.timed("paste", count):
                                 images = self._paste(canvas, background, images, frames)  # type: ignore[arg-type]

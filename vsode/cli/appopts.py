@@ -78,6 +78,13 @@ AnchorOpt = Annotated[str, typer.Option(
     help="What the output's W+ are anchored on: 'inversion' keeps each input frame's own W+ and adds the model's "
          "change (an edit's new style, new times, another motion); 'none' renders the paper's z_C + 0.01·Δ(t) alone.")]
 
+DetailOpt = Annotated[Optional[str], typer.Option(
+    "--detail", metavar="none|input", show_default=False,
+    help="'input' adds the input's own detail that its inversions miss (each frame's crop minus its inversion's "
+         "render; interpolate lerps it between the input frames around each output time, blend-motion adds A's "
+         "outside the region), so input frames come out as themselves; 'none' renders the codes alone. "
+         "Default: input, or none with --anchor none or --generator.")]
+
 ReferenceOpt = Annotated[Optional[str], typer.Option(
     "--reference", metavar="matched|first", show_default=False,
     help="Where the driver's motion is measured from when it moves another face: 'matched' (default) its pose "

@@ -13,6 +13,7 @@ from .appopts import (
     ContentOpt,
     CrfOpt,
     CropOnlyOpt,
+    DetailOpt,
     GeneratorOpt,
     LatentsOpt,
     ModelOpt,
@@ -58,6 +59,7 @@ def blend_motion(
     face_index: FaceIndexOpt = RenderOptions.face_index,
     crop_only: CropOnlyOpt = RenderOptions.crop_only,
     anchor: AnchorOpt = RenderOptions.anchor,
+    detail: DetailOpt = BlendOptions.detail,
     tune: TuneOpt = RenderOptions.tune,
     seed: TuneSeedOpt = RenderOptions.seed,
     generator: GeneratorOpt = RenderOptions.generator,
@@ -74,7 +76,9 @@ def blend_motion(
     The region is a set of cells of the dynamics grid (8x8 for faces: eyes = rows 2-3, columns
     1-6; mouth = rows 5-6, columns 2-5, counted from 0 at the top left). Anchored (the default),
     both videos are inverted: outside the region the output is A on its own inversions, inside it
-    B's inversions with A's content put in by the model, laid over A with the region's mask.
+    B's inversions with A's content put in by the model, laid over A with the region's mask, and
+    outside it A's own detail that its inversions miss is added back (--detail none: not), so
+    A outside the region is A's own frames.
     --anchor none blends the motion state instead, z_d = M·z_d(B) + (1 − M)·z_d(A) per cell, at
     every frame time. The appearance, frame times, rate and audio are A's, and the result is
     pasted back into A's frames (--crop-only writes the crop).

@@ -27,7 +27,7 @@ def demo(
     threads: ThreadsOpt = 1,
     anchor: AnchorOpt = "inversion",
     tune: TuneOpt = 0,
-    detail: Annotated[Optional[str], typer.Option("--detail", help="The interpolations' --detail: 'input' adds the input's own detail that its inversions miss (scored against a control that has it too), 'none' renders the codes alone (default: interpolate's, input when anchored).", metavar="none|input", show_default=False)] = None,
+    detail: Annotated[Optional[str], typer.Option("--detail", help="Interpolate's and blend-motion's --detail: 'input' adds the input's own detail that its inversions miss (interpolation is scored against a control that has it too), 'none' renders the codes alone (default: input when anchored).", metavar="none|input", show_default=False)] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

@@ -549,7 +549,24 @@ def _blend(frames, truth, readers, read, visible, expected, reference, folder) -
             "b": S.trajectory_correlation(measured, motion_b, [c])[c]}
         for c in ("mouth_open", "head_x", "head_y", "eye_open")
     }
-    return {"blend": S.blend_scores(frames, a, b, mask), "trajectories": trajectories}
+    out: dict[str, Any] = {"blend": S.blend_scores(frames, a, b, mask), "trajectories": trajectories}
+    # outside the region the output should be A: PSNR there against A's truth, beside the input
+    # itself (coded again, as the output was) and its inversion (what the output is without A's detail)
+    keep = (1 - mask.to(frames.dtype))[None, None].expand_as(frames)
+    out["outside_psnr_db"] = _masked_psnr(frames, expected, keep)
+    received = _received(truth, folder, size, count=len(truth.times))
+    if received is not None:
+        codes, generator = _inversion(truth, folder, readers, received)
+        out["outside_baselines_psnr_db"] = {
+            "input": _masked_psnr(_coded(received, truth.crf), expected, keep),
+            "inversion": _masked_psnr(_coded(readers.synthesize(codes, size, generator), truth.crf), expected, keep)}
+    return out
+
+
+def _masked_psnr(output: torch.Tensor, truth: torch.Tensor, weight: torch.Tensor) -> float:
+    """PSNR over the pixels ``weight`` covers (soft weights in [0, 1], same shape)."""
+    error = float(((output.double() - truth.double()) ** 2 * weight).sum() / weight.double().sum().clamp_min(1e-12))
+    return round(10 * math.log10(1 / max(error, 1e-12)), 3)
 
 
 _KIND_SCORES = {"edit": _edit, "animate": _animate, "interpolate": _interpolate, "extrapolate": _extrapolate,

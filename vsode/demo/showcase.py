@@ -147,8 +147,9 @@ class DemoOptions:
         anchor: what the applications anchor their W+ on (``inversion`` or ``none``, the paper's
             reconstruction alone; :data:`vsode.options.ANCHOR_MODES`).
         tune: pivotal-tuning steps for the applications' content inputs (``--tune``; 0: none).
-        detail: the interpolations' ``--detail`` (``none`` or ``input``: the input's own detail
-            added to the render; :data:`vsode.options.DETAIL_MODES`); None: interpolate's default.
+        detail: interpolate's and blend-motion's ``--detail`` (``none`` or ``input``: the input's
+            own detail added to the render; :data:`vsode.options.DETAIL_MODES`); None: their
+            default.
     """
 
     seconds: float = 3.0
@@ -535,7 +536,7 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
                                       source_times=src_times, crf=CRF, input=src.name, latents=named(latents_of(src)))
 
     started = time.perf_counter()
-    blend = BlendOptions(region=BLEND_REGION, **common)
+    blend = BlendOptions(region=BLEND_REGION, detail=options.detail, **common)
     result = api.blend_motion(src, drv, blend, latents=latents_of(src), output=out / "blend-motion.mp4",
                               progress=progress)
     truths["blend-motion.mp4"] = Truth("blend", ran("blend-motion", result, started, region=BLEND_REGION), source,
@@ -612,7 +613,10 @@ def summarise(scores: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out["generate"] = {k: g[k] for k in ("distinct_looks", "energy_ratio", "energy_ratio_vs_animate")}
     b = scores["blend-motion"]["blend"]
     out["blend-motion"] = {"inside_corr_b": b["inside"]["corr_b"], "inside_corr_a": b["inside"]["corr_a"],
-                           "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"]}
+                           "outside_corr_a": b["outside"]["corr_a"], "outside_corr_b": b["outside"]["corr_b"],
+                           "outside_psnr_db": scores["blend-motion"].get("outside_psnr_db"),
+                           **{f"outside_{k}_psnr_db": v for k, v in
+                              (scores["blend-motion"].get("outside_baselines_psnr_db") or {}).items()}}
     return out
 
 
