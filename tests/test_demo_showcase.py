@@ -417,6 +417,20 @@ def test_refuses_to_overwrite_and_validates_options(demo_run, model_file, tmp_pa
     assert not (tmp_path / "x").exists()
 
 
+def test_the_printed_summary_puts_each_score_beside_its_baseline(demo_run):
+    """What `vsode demo` prints: blend-motion's PSNR outside the region beside the input's and the
+    inversion's, interpolation beside its control carrying the input's detail."""
+    from vsode.cli.demo import summary_lines
+
+    out, report = demo_run
+    text = summary_lines(report, out)
+    text = text if isinstance(text, str) else "\n".join(text)
+    b = report["summary"]["blend-motion"]
+    assert (f"outside the region {b['outside_psnr_db']:.2f} dB (the input itself {b['outside_input_psnr_db']:.2f} dB, "
+            f"its inversion {b['outside_inversion_psnr_db']:.2f} dB)") in text
+    assert "control (the input's inversions, lerped, with the input's detail)" in text
+
+
 def test_the_default_model_is_the_builtin_one(demo_run):
     _, report = demo_run
     assert report["model"]["name"] == "vidstyleode-demo"

@@ -104,7 +104,9 @@ def summary_lines(report: dict[str, Any], out_dir: Path) -> str:
         f"the last input frame {num(e.get('repeat_last_psnr_db'), ' dB')} (upper bound from the true frame "
         f"{num(e['repeat_last_upper_bound_psnr_db'], ' dB')})",
         f"  blend-motion: energy inside r(B) {num(b['inside_corr_b'])} vs r(A) {num(b['inside_corr_a'])}, "
-        f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}",
+        f"outside r(A) {num(b['outside_corr_a'])} vs r(B) {num(b['outside_corr_b'])}; outside the region "
+        f"{num(b.get('outside_psnr_db'), ' dB')} (the input itself {num(b.get('outside_input_psnr_db'), ' dB')}, "
+        f"its inversion {num(b.get('outside_inversion_psnr_db'), ' dB')})",
     ]
     if "animate-poster" in s:
         p = s["animate-poster"]
