@@ -404,11 +404,7 @@ def _retime(command: str, source: Source, times: FrameTimes, tag: str, output: P
     code = pipe.encode(source)
     _note_crops(pipe, source)
     mode = getattr(options, "detail_mode", None)  # interpolate's (input by default when anchored)
-    detail = None
-    if mode == "input":
-        from .pipeline import InputDetail
-
-        detail = InputDetail(pipe, source, source.known_latents.wplus)  # type: ignore[union-attr]
+    detail = pipe.input_detail(source, mode or "none")
     written = pipe.render(code, times, [OutputSpec(paths[0], pipe.styles(code.content_code)[0])],
                           anchor=pipe.source_anchor(code, source, at=times), audio=pipe.audio(source, times),
                           detail=detail)
@@ -463,11 +459,7 @@ def blend_motion(
         own = pipe.encode(motion)  # B's content and its inversions too
         inside = dataclasses.replace(own, content_code=code.content_code)
         _note_crops(pipe, source, motion)
-        detail = None
-        if options.detail_mode == "input":  # A's own pixels outside the region (Pipeline.render)
-            from .pipeline import InputDetail
-
-            detail = InputDetail(pipe, source, source.known_latents.wplus)  # type: ignore[union-attr]
+        detail = pipe.input_detail(source, options.detail_mode)  # A's own pixels outside the region
         written = pipe.render(code, times, spec, anchor=pipe.source_anchor(code, source, at=times),
                               inset=(inside, pipe.source_anchor(own, motion), pipe.pixel_mask(mask)),
                               audio=pipe.audio(source, times), canvas=source, detail=detail)

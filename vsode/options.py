@@ -37,8 +37,8 @@ ANCHOR_MODES = ("inversion", "none")
 # Where a driver's motion is measured from when it moves another face (animate, generate --motion;
 # vsode.model.anchor.motion_reference): its pose nearest the face's, or its first frame.
 MOTION_REFERENCES = ("matched", "first")
-# What interpolate adds to the rendered frames: nothing, or the input's own detail that its
-# inversions miss (vsode.pipeline.InputDetail).
+# What interpolate and blend-motion add to the rendered frames: nothing, or the input's own detail
+# that its inversions miss (vsode.pipeline.InputDetail).
 DETAIL_MODES = ("none", "input")
 DEFAULT_MODEL = "vidstyleode-demo"
 # `vsode edit`'s default --model: the published face weights with --optimize where they are
@@ -574,6 +574,7 @@ def _detail_mode(detail: str | None, anchor: str, generator: str | None) -> str:
 
 
 def _check_detail(detail: str | None, anchor: str, generator: str | None, problems: list[str]) -> None:
+    """``--detail``: one of :data:`DETAIL_MODES`, and ``input`` only where it applies."""
     _problem_if(detail is not None and detail not in DETAIL_MODES, problems,
                 f"--detail {detail!r} is not one of {', '.join(DETAIL_MODES)}")
     _problem_if(detail == "input" and anchor == "none", problems,

@@ -19,8 +19,8 @@ Passes over each input file (decodes by ffmpeg):
   cached, the input was given as latents, or a centre square must be resized to two sizes);
 - a driver or blend-motion's second video: the landmark pass and one crop pass;
 - an output pasted back into its source's frames: one more decode of those frames;
-- interpolate with the input's own detail (``--detail input``, its default): one more crop pass,
-  in step with the output times (:class:`InputDetail`).
+- interpolate or blend-motion with the input's own detail (``--detail input``, their default): one
+  more crop pass of the input (A), in step with the output times (:class:`InputDetail`).
 
 Memory is bounded by the batch, not by the video: frames are decoded, encoded and written a batch
 at a time; what grows with the length is one feature map per input frame, the W+ per input frame
@@ -448,6 +448,16 @@ class Pipeline:
                                      self.base_style(code.content_code),
                                      at=None if at is None else at.seconds(), batch_size=self.options.batch_size,
                                      dtype=torch.bfloat16 if self.bf16 else None)
+
+    def input_detail(self, source: Source, mode: str) -> InputDetail | None:
+        """The :class:`InputDetail` of an inverted source for :meth:`render` when ``mode`` (an
+        options' ``detail_mode``) is ``input``, else None."""
+        if mode != "input":
+            return None
+        latents = source.known_latents
+        if latents is None:
+            raise VsodeError(f"{source.path} has no per-frame W+ to take its detail against")
+        return InputDetail(self, source, latents.wplus)
 
     def source_anchor(self, code: VideoCode, source: Source, *, at: FrameTimes | None = None) -> Anchor | None:
         """The anchor of a source's own code on its own per-frame W+ (``at`` as :meth:`anchor`'s)."""
