@@ -251,7 +251,7 @@ def test_the_demo_scores_tuned_outputs_against_controls_rendered_with_the_same_t
         # the tuned generator renders the input's inversions closer to the truth than the demo's own
         assert tuned["control_psnr_db"] > untuned["control_psnr_db"] + margin, (name, tuned, untuned)
         assert tuned["ode_gain_db"] < untuned["ode_gain_db"] - margin, (name, tuned, untuned)
-    for name in ("edit-hair", "edit-eyes"):
+    for name in ("edit-hair", "edit-eyes", "blend-motion"):
         truth = read_truth(out / truth_name(f"{name}.mp4"))
         assert truth.latents == "source.tune20.latents.pt"
     assert read_truth(out / truth_name("animate.mp4")).latents == "portrait.tune20.latents.pt"

@@ -75,7 +75,8 @@ class Truth:
             built from it. None: only the upper bounds.
         latents: the latents file the application rendered ``input`` from when it was tuned
             (``--tune``; relative to the truth file's folder): the like-for-like baselines that go
-            through the generator (W+ lerp, content code, the control, the unedited inversion) then
+            through the generator (W+ lerp, content code, the control, the unedited inversion, A's
+            inversion outside a blend's region) then
             take its W+ and render them with its tuned generator, as the output was. None: the
             input is inverted with the demo encoder and rendered with the demo generator.
         detail: interpolate: ``input`` when the output carries the input's own detail

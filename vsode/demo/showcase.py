@@ -540,7 +540,8 @@ def _run_apps(out: Path, options: DemoOptions, prompts: dict[str, tuple[str, str
     result = api.blend_motion(src, drv, blend, latents=latents_of(src), output=out / "blend-motion.mp4",
                               progress=progress)
     truths["blend-motion.mp4"] = Truth("blend", ran("blend-motion", result, started, region=BLEND_REGION), source,
-                                       source=source, driver=driver, mask=mask, crf=CRF, input=src.name)
+                                       source=source, driver=driver, mask=mask, crf=CRF, input=src.name,
+                                       latents=named(latents_of(src)))
     return truths
 
 
