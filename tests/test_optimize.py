@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from tests.media import make_clip
 from vsode.cli.app import app as APP
 from vsode.errors import InputError
-from vsode.optimize import LAYERS, STEP, layer_rows, optimise_edit
+from vsode.optimize import LAYERS, REFINE, STEP, layer_rows, optimise_edit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -83,8 +83,9 @@ def _psnr(x, y):
 
 def test_a_hair_edit_lands_by_the_pixels_with_no_model(backbones):
     """Seed 3's hair, grey → blonde, from the captions alone: the pixels read blonde on every frame,
-    the eyes and skin are kept, and the frames come 4+ dB nearer the true edit than the inversion
-    (measured 5.6 dB with these settings; `scripts/score_optimize.py` scores seeds 0-3)."""
+    the eyes and skin are kept, and the frames come nearer the true edit than the inversion
+    (measured +1.92 dB after the clean-up, +5.64 dB without it: the clean-up gives back part of
+    the hair's change as well; `scripts/score_optimize.py` scores seeds 0-3)."""
     from vsode.demo.scores import edit_accuracy, eyes_visible, read_pixels
     from vsode.demo.world import caption, render_times, with_appearance
     from vsode.optimize import frame_indices
@@ -95,7 +96,7 @@ def test_a_hair_edit_lands_by_the_pixels_with_no_model(backbones):
     assert params.attributes["hair"] != "blonde"
     picks = frame_indices(w_inv.shape[0])
     report = optimise_edit(generator, clip, w_inv[picks], caption(params), caption(edited), steps=12, seed=0)
-    assert report.stopped and 1 <= report.steps < 12
+    assert report.stopped and 1 <= report.steps < 12 and report.refine_steps == REFINE
     assert report.target_share_before < 0.5 <= 0.9 <= report.target_share_after
     out = _render(generator, w_inv + report.wplus_offset(generator.n_latent))
     read = edit_accuracy(read_pixels(out, params, t), {"hair": "blonde"}, params.attributes,
@@ -103,7 +104,40 @@ def test_a_hair_edit_lands_by_the_pixels_with_no_model(backbones):
     assert read["accuracy"] >= 0.9
     assert read["others_unchanged"] >= 0.9
     truth = render_times(edited, t, size=64)
-    assert _psnr(out, truth) - _psnr(_render(generator, w_inv), truth) >= 3.0
+    assert _psnr(out, truth) - _psnr(_render(generator, w_inv), truth) >= 1.5
+
+
+def test_the_clean_up_lands_an_eye_edit_the_search_alone_misses(backbones):
+    """Seed 0's eyes, brown → blue, from the captions alone. The search stops once CLIP reads blue
+    (3 steps) with the irises still brown by the pixels (0 % of frames, +0.51 dB against the true
+    edit); the 8 clean-up steps turn them blue on every frame at +3.08 dB while the frames change
+    less (mean absolute change from the inversion 0.0198 → 0.0113)."""
+    from vsode.demo.scores import edit_accuracy, eyes_visible, read_pixels
+    from vsode.demo.world import caption, render_times, with_appearance
+    from vsode.optimize import frame_indices
+
+    generator, _, clip = backbones
+    params, t, w_inv = _seed_clip(0, backbones)
+    edited = with_appearance(params, eyes="blue")
+    assert params.attributes["eyes"] != "blue"
+    picks = frame_indices(w_inv.shape[0])
+    truth = render_times(edited, t, size=64)
+    plain = _render(generator, w_inv)
+    found = {}
+    for refine in (0, None):
+        report = optimise_edit(generator, clip, w_inv[picks], caption(params), caption(edited), steps=12, seed=0,
+                               refine=refine)
+        out = _render(generator, w_inv + report.wplus_offset(generator.n_latent))
+        read = edit_accuracy(read_pixels(out, params, t), {"eyes": "blue"}, params.attributes,
+                             {"eyes": eyes_visible(params, t)})
+        found[refine] = (report, read, _psnr(out, truth) - _psnr(plain, truth), float((out - plain).abs().mean()))
+    (alone, alone_read, alone_gain, alone_change), (clean, read, gain, change) = found[0], found[None]
+    assert alone.stopped and alone.refine_steps == 0 and clean.refine_steps == REFINE and clean.steps == alone.steps
+    assert alone_read["accuracy"] < 0.5 and alone_gain < 1.0
+    assert read["accuracy"] >= 0.9 and read["others_unchanged"] >= 0.9 and gain >= 2.5
+    assert change < 0.8 * alone_change
+    with pytest.raises(InputError, match="--refine"):
+        optimise_edit(generator, clip, w_inv[:4], "a", "b", steps=1, refine=-1)
 
 
 def test_the_search_is_deterministic_for_a_seed_and_moves_only_its_rows(backbones):
@@ -146,7 +180,7 @@ def test_edit_with_no_model_writes_the_optimised_edit_and_reports_it(clip_file, 
     result = json.loads(res.stdout)
     assert out.exists() and result["outputs"][0]["frames"] == 12
     (report,) = result["optimize"]
-    assert report["prompt"] == "blue eyes" and 0 <= report["steps"] <= 3
+    assert report["prompt"] == "blue eyes" and 0 <= report["steps"] <= 3 and 0 <= report["refine_steps"] <= 8
     for key in ("loss_before", "loss_after", "clip_direction_before", "clip_direction_after",
                 "target_share_before", "target_share_after", "seconds_per_step"):
         assert isinstance(report[key], float), key
@@ -170,6 +204,7 @@ def test_edit_optimize_on_a_model_starts_from_the_models_edit(clip_file, tmp_pat
 @pytest.mark.parametrize("args, message", [
     (("--optimize", "-1"), "--optimize"),
     (("--optimize", "2", "--layers", "hair"), "--layers"),
+    (("--optimize", "2", "--refine", "-1"), "--refine"),
     (("--model", "none"), "--optimize"),
     (("--encoder", "psp-demo"), "--model none"),
     (("--optimize", "2", "--prompt", " "), "--prompt is empty"),

@@ -24,7 +24,16 @@ is made to edit instead:
 - **A stop rule.** Before each step CLIP reads the video's frames: once it prefers the target text
   to the source text on ``stop_share`` of them, one more step is taken and the search stops (the
   extra step carries the edit past the point where CLIP's reading first flips). ``--optimize N``
-  is the most steps taken.
+  is the most search steps taken.
+- **A clean-up.** The search moves whatever CLIP's gradient touches, and the demo CLIP reads a hair
+  colour largely off the skin (``scripts/diagnose_demo_edits.py``), so the offset it stops at
+  also tints what the prompt did not name. After the stop rule, ``refine`` more steps (``--refine``,
+  default :data:`REFINE`) of half the length climb the same score less
+  :data:`LOCALITY` times the mean absolute change of every read image's pixels from its unedited
+  render (the frames' and the faces'): the edit keeps what CLIP needs and gives back the rest.
+  On the demo world it lands as many edits and keeps the other attributes more often, lands more
+  on held-out seeds, and raises the eye edits' PSNR against the edited truth (README, "Edit real
+  faces").
 
 The loss is taken at ``loss_resolution`` at most (the generator's RGB skip there, see
 :meth:`vsode.stylegan2.Generator.synthesize`): CLIP reads 224 px, so a 1024 generator need not
@@ -49,6 +58,9 @@ POPULATION = 64  # generator faces per step
 FRAMES = 16  # the video's frames each step reads (evenly spaced)
 STEP = 0.03  # a step's length, as a share of the spread of the generator's W
 STOP_SHARE = 0.9  # share of the frames on which CLIP must prefer the target text
+REFINE = 8  # clean-up steps after the stop rule
+REFINE_STEP = 0.5  # a clean-up step's length, as a share of a search step's
+LOCALITY = 3.0  # the clean-up's weight on the read images' mean absolute pixel change (images in [-1, 1])
 TRUNCATION = 0.7
 LOSS_RESOLUTION = 256
 
@@ -72,7 +84,8 @@ class OptimizeReport:
     """How one prompt's optimisation went.
 
     Attributes:
-        steps: steps taken (at most ``--optimize``); stopped: whether the stop rule ended it.
+        steps: search steps taken (at most ``--optimize``); stopped: whether the stop rule ended the
+            search; refine_steps: clean-up steps taken after it (at most ``--refine``).
         offset: δ (len(rows) × style_dim), the offset added to ``rows``; offset_norm: its length
             as a share of the spread of the generator's W.
         loss_before, loss_after: ``1 − clip_direction``, on the video's read frames.
@@ -81,11 +94,12 @@ class OptimizeReport:
             (``CLIP_T(target) − CLIP_T(source)``); 0 where the frame is unchanged.
         target_share_before, target_share_after: share of those frames on which CLIP prefers the
             target text to the source text.
-        seconds_per_step: wall time of a step.
+        seconds_per_step: wall time of a step (search and clean-up alike).
     """
 
     steps: int
     stopped: bool
+    refine_steps: int
     rows: tuple[int, ...]
     offset: torch.Tensor
     offset_norm: float
@@ -99,7 +113,8 @@ class OptimizeReport:
 
     def to_dict(self) -> dict[str, Any]:
         r = lambda x: round(float(x), 4)  # noqa: E731
-        return {"steps": self.steps, "stopped": self.stopped, "rows": list(self.rows),
+        return {"steps": self.steps, "stopped": self.stopped, "refine_steps": self.refine_steps,
+                "rows": list(self.rows),
                 "offset_norm": r(self.offset_norm), "loss_before": r(self.loss_before),
                 "loss_after": r(self.loss_after), "clip_direction_before": r(self.clip_direction_before),
                 "clip_direction_after": r(self.clip_direction_after),
@@ -140,6 +155,7 @@ def optimise_edit(
     population: int | None = None,
     step: float | None = None,
     stop_share: float | None = None,
+    refine: int | None = None,
     dtype: torch.dtype | None = None,
     progress: Progress | None = None,
     label: str = "optimize",
@@ -152,13 +168,18 @@ def optimise_edit(
         clip: a :class:`vsode.clip.ClipModel`.
         reference: the unedited W+ of the same frames (default ``wplus``): CLIP's change of a
             frame is measured from it.
-        steps: the most steps (0: none, the report measures ``wplus`` alone).
+        steps: the most search steps (0: none, the report measures ``wplus`` alone).
+        refine: clean-up steps once the stop rule has ended the search (default :data:`REFINE`;
+            0: none). A search that runs out of ``steps`` first is not cleaned up.
         seed: draws the population faces; the same seed gives the same δ.
         population, step, stop_share: default :data:`POPULATION`, :data:`STEP`, :data:`STOP_SHARE`.
         dtype: the generator's convolutions (``torch.bfloat16``: the ``--precision bf16`` path).
     """
     if steps < 0:
         raise InputError(f"--optimize {steps} must be 0 or more steps")
+    refine = REFINE if refine is None else refine
+    if refine < 0:
+        raise InputError(f"--refine {refine} must be 0 or more steps")
     population = POPULATION if population is None else population  # read at call time (the probes set them)
     step = STEP if step is None else step
     stop_share = STOP_SHARE if stop_share is None else stop_share
@@ -180,19 +201,21 @@ def optimise_edit(
         sample = generator.mapping(torch.randn(4096, dim, generator=g).to(device))
         spread = float((sample - sample.mean(0)).pow(2).sum(-1).mean().sqrt())  # W's RMS distance to its mean
 
-    def embed(w: torch.Tensor) -> torch.Tensor:
-        images = generator.synthesize(w, noise="const", dtype=dtype, resolution=size).float()
+    def render(w: torch.Tensor) -> torch.Tensor:
+        return generator.synthesize(w, noise="const", dtype=dtype, resolution=size).float()
+
+    def embed(images: torch.Tensor) -> torch.Tensor:
         return F.normalize(clip.encode_image(images.clamp(-1, 1)), dim=-1)
 
     with torch.no_grad():
-        before = embed(reference)
+        before = embed(render(reference))
 
     def read(delta: torch.Tensor) -> tuple[float, float]:
         """(clip direction, target share) of the frames with δ."""
         with torch.no_grad():
             w = wplus.clone()
             w[:, rows] += delta
-            e = embed(w)
+            e = embed(render(w))
             change = e - before
             moved = change.norm(dim=-1) > 1e-6
             cos = torch.where(moved, F.normalize(change, dim=-1) @ direction, torch.zeros_like(change[:, 0]))
@@ -201,34 +224,45 @@ def optimise_edit(
 
     delta = torch.zeros(len(rows), dim, device=device)  # one offset per row, shared by the frames
     direction_before, share_before = read(delta)
-    taken, stopped, extra = 0, False, False
+    taken, refined, stopped, extra, cleaning = 0, 0, False, False, False
     started = time.perf_counter()
-    with progress.stage(label, total=steps, unit="step") as stage:
-        for _ in range(steps):
+    with progress.stage(label, total=steps + refine, unit="step") as stage:
+        while (refined < refine) if cleaning else (taken < steps):
             faces = _faces(generator, population, g, center)[:, None].expand(-1, n_latent, -1)
-            w = torch.cat([faces, wplus])
+            unedited = torch.cat([faces, wplus])
+            w = unedited.clone()
             d = delta.clone().requires_grad_(True)
             w[:, rows] = w[:, rows] + d
-            e = embed(w)
+            images = render(w)
+            e = embed(images)
+            if not cleaning:
+                share = float((e[population:] @ target > e[population:] @ source).float().mean())
+                if share >= stop_share:
+                    if extra:
+                        stopped = cleaning = True
+                        if not refine:
+                            break
+                    extra = True
             gain = (e @ direction).sum()
+            if cleaning:  # give back the pixel change CLIP does not need
+                with torch.no_grad():
+                    plain = render(unedited)
+                gain = gain - LOCALITY * (images - plain).abs().mean(dim=(1, 2, 3)).sum()
             (grad,) = torch.autograd.grad(gain, d)
-            share = float((e[population:] @ target > e[population:] @ source).float().mean())
-            if share >= stop_share:
-                if extra:
-                    stopped = True
-                    break
-                extra = True
             norm = grad.norm()
             if not torch.isfinite(norm) or norm == 0:
                 stopped = True
                 break
-            delta = delta + step * spread * grad / norm
-            taken += 1
+            delta = delta + step * (REFINE_STEP if cleaning else 1.0) * spread * grad / norm
+            if cleaning:
+                refined += 1
+            else:
+                taken += 1
             stage.advance(1)
-    seconds = (time.perf_counter() - started) / max(taken, 1)
+    seconds = (time.perf_counter() - started) / max(taken + refined, 1)
     direction_after, share_after = read(delta)
     return OptimizeReport(
-        steps=taken, stopped=stopped, rows=tuple(rows), offset=delta.detach(),
+        steps=taken, stopped=stopped, refine_steps=refined, rows=tuple(rows), offset=delta.detach(),
         offset_norm=float(delta.norm()) / spread, loss_before=1 - direction_before, loss_after=1 - direction_after,
         clip_direction_before=direction_before, clip_direction_after=direction_after,
         target_share_before=share_before, target_share_after=share_after, seconds_per_step=seconds,

@@ -494,6 +494,8 @@ class EditOptions(RenderOptions):
             (:mod:`vsode.optimize`); 0 (the default) renders the model's edit as it is. With
             ``model="none"`` it is the whole edit.
         layers: the W+ rows the offset moves: ``coarse``, ``medium``, ``fine`` (default) or ``all``.
+        refine: ``--optimize``'s clean-up steps once CLIP reads the target (default 8; 0: none), which
+            give back the pixel change CLIP does not need (:data:`vsode.optimize.REFINE`).
         encoder, clip: ``model="none"`` only: the encoder (its own decoder renders) and the CLIP;
             default the first installed of e4e-ffhq-encode and psp-ffhq-encode with clip-vit-b-32,
             else psp-demo with clip-demo.
@@ -506,6 +508,7 @@ class EditOptions(RenderOptions):
     raw_prompt: bool = False
     optimize: int = 0
     layers: str = "fine"
+    refine: int = 8
     encoder: str | None = None
     clip: str | None = None
     prompt_required: ClassVar[bool] = True
@@ -519,6 +522,8 @@ class EditOptions(RenderOptions):
         _problem_if(not _whole(self.optimize, 0), problems,
                     f"--optimize {self.optimize} must be a whole number of steps, 0 (none) or more")
         _problem_if(self.layers not in LAYERS, problems, f"--layers {self.layers!r} is not one of {', '.join(LAYERS)}")
+        _problem_if(not _whole(self.refine, 0), problems,
+                    f"--refine {self.refine} must be a whole number of clean-up steps, 0 (none) or more")
         _problem_if(bool(self.optimize) and self.anchor == "none", problems,
                     "--optimize edits the input's own inversions (and --model none renders them); drop --anchor none")
         if self.model == "none" and self.prompt_required:  # edit's; other verbs refuse it when loading

@@ -518,6 +518,7 @@ class Pipeline:
             with torch.enable_grad():
                 report = optimise_edit(self.renderer, clip, start, options.source, options.target(prompt),
                                        steps=options.optimize, layers=options.layers, seed=options.seed,
+                                       refine=options.refine,
                                        reference=reference, dtype=torch.bfloat16 if self.bf16 else None,
                                        progress=self.progress, label=f"optimize {prompt}")
             out.append((report.wplus_offset(self.renderer.n_latent), {"prompt": prompt, **report.to_dict()}))

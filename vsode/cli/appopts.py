@@ -62,7 +62,8 @@ def report(result: Any) -> str:
         lines.append(f"wrote {out.path}: {out.frames} frames at {fps} fps, {float(out.duration):.3f} s{audio}")
     for r in getattr(result, "optimize", ()):
         end = "stopped: CLIP reads the target" if r["stopped"] else "no more steps"
-        lines.append(f"optimize {r['prompt']!r}: {r['steps']} steps ({end}); target read on "
+        clean = f" + {r['refine_steps']} clean-up" if r.get("refine_steps") else ""
+        lines.append(f"optimize {r['prompt']!r}: {r['steps']} steps ({end}){clean}; target read on "
                      f"{r['target_share_before']:.0%} → {r['target_share_after']:.0%} of frames, CLIP direction "
                      f"{r['clip_direction_before']:.2f} → {r['clip_direction_after']:.2f}")
     return "\n".join(lines)
@@ -99,6 +100,10 @@ OptimizeOpt = Annotated[int, typer.Option(
     help="Test-time optimisation: at most N steps moving one W+ offset per prompt (one vector per row of --layers) until CLIP reads the target "
          "text on the frames, guided by CLIP over the frames and a population of generator faces (0 = none). "
          "With --model none it is the whole edit.")]
+RefineOpt = Annotated[int, typer.Option(
+    "--refine", min=0, metavar="K",
+    help="After --optimize's search stops (CLIP reads the target), K clean-up steps that keep the edit and give back "
+         "the pixel change CLIP does not need (0 = none).")]
 LayersOpt = Annotated[str, typer.Option(
     "--layers", metavar="coarse|medium|fine|all",
     help="The W+ rows --optimize moves: coarse (0-3: pose, shape), medium (4-7: features), fine (8 on: colour, "
