@@ -29,8 +29,8 @@ is made to edit instead:
   colour largely off the skin (``scripts/diagnose_demo_edits.py``), so the offset it stops at
   also tints what the prompt did not name. After the stop rule, ``refine`` more steps (``--refine``,
   default :data:`REFINE`) of half the length climb the same score less
-  :data:`LOCALITY` times the mean absolute change of every read image's pixels from its unedited
-  render (the frames' and the faces'): the edit keeps what CLIP needs and gives back the rest.
+  :data:`LOCALITY` times the mean absolute change of every read image's pixels from its render
+  without the offset (the frames' as the search started, the faces'): the edit keeps what CLIP needs and gives back the rest.
   On the demo world it lands as many edits and keeps the other attributes more often, lands more
   on held-out seeds, and raises the eye edits' PSNR against the edited truth (README, "Edit real
   faces").
