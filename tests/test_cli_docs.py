@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -11,6 +10,7 @@ from typing import Any
 
 import typer.main
 
+from tests.scripts import load_script
 from vsode.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,9 +51,7 @@ def test_exit_codes_documented():
 
 
 def test_generated_pages_are_committed_and_current():
-    spec = importlib.util.spec_from_file_location("gen_man", ROOT / "scripts" / "gen_man.py")
-    gen = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gen)
+    gen = load_script("gen_man")
     for name, text in gen.render_all().items():
         assert (MAN / name).read_text() == text, f"man/{name} is stale: run python scripts/gen_man.py"
 

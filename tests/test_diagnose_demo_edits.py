@@ -3,19 +3,13 @@ looks for them, on demo seed 0."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.scripts import load_script
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("diagnose_demo_edits", ROOT / "scripts" / "diagnose_demo_edits.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("diagnose_demo_edits")
 
 
 def test_seed_0s_eye_colour_needs_a_medium_row_and_the_clip_reads_hair_off_the_skin():
