@@ -224,6 +224,7 @@ def optimise_edit(
 
     delta = torch.zeros(len(rows), dim, device=device)  # one offset per row, shared by the frames
     direction_before, share_before = read(delta)
+    plain_frames = None  # the frames rendered without δ: the clean-up's pixel reference, made once
     taken, refined, stopped, extra, cleaning = 0, 0, False, False, False
     started = time.perf_counter()
     with progress.stage(label, total=steps + refine, unit="step") as stage:
@@ -246,7 +247,9 @@ def optimise_edit(
             gain = (e @ direction).sum()
             if cleaning:  # give back the pixel change CLIP does not need
                 with torch.no_grad():
-                    plain = render(unedited)
+                    if plain_frames is None:
+                        plain_frames = render(wplus)
+                    plain = torch.cat([render(unedited[:population]), plain_frames])
                 gain = gain - LOCALITY * (images - plain).abs().mean(dim=(1, 2, 3)).sum()
             (grad,) = torch.autograd.grad(gain, d)
             norm = grad.norm()
