@@ -52,10 +52,6 @@ def group_rows(n_latent: int, group: str) -> list[int]:
     return sorted({r for name in names for r in layer_rows(n_latent, name)})
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).pow(2).mean().clamp_min(1e-12)))
-
-
 def diagnose(seed: int, *, seconds: float = 2.0, fps: int = 12, size: int = 64, readers: Any = None) -> list[dict[str, Any]]:
     """The two edits of demo seed ``seed``: the exact offset's rows and ceilings, and the CLIP's
     saliency by region (see the module's docstring)."""
@@ -63,14 +59,18 @@ def diagnose(seed: int, *, seconds: float = 2.0, fps: int = 12, size: int = 64, 
     from vsode.demo.evaluate import Readers
     from vsode.demo.showcase import EYE_TARGETS, HAIR_TARGETS
     from vsode.demo.world import caption, region_masks, render_times, sample_params, with_appearance
+    from vsode.tune import psnr_db
+
+    def psnr(a: torch.Tensor, b: torch.Tensor) -> float:  # frames in [0, 1]
+        return psnr_db(a * 2 - 1, b * 2 - 1)
 
     readers = readers or Readers()
-    generator, clip = readers._get("generator"), readers.clip
+    clip = readers.clip
     times = np.arange(int(round(seconds * fps))) / fps
     source = sample_params(seed)
     source_frames = render_times(source, times, size=size)
     source_codes = readers.invert(source_frames)
-    unedited = readers.synthesize(source_codes, size, generator)
+    unedited = readers.synthesize(source_codes, size)
     kept = S.majority(S.read_pixels(source_frames, source, times))
     visible = {"eyes": S.eyes_visible(source, times)}
     masks = region_masks(source, times, size=size)
@@ -80,15 +80,15 @@ def diagnose(seed: int, *, seconds: float = 2.0, fps: int = 12, size: int = 64, 
         edited = with_appearance(source, **{attr: value})
         truth = render_times(edited, times, size=size)
         offset = (readers.invert(truth) - source_codes).mean(0)  # n D
-        base = _psnr(unedited, truth)
+        base = psnr(unedited, truth)
         ceiling = {}
         for group in GROUPS:
-            rows = group_rows(generator.n_latent, group)
+            rows = group_rows(source_codes.shape[1], group)
             codes = source_codes.clone()
             codes[:, rows] += offset[rows]
-            frames = readers.synthesize(codes, size, generator)
+            frames = readers.synthesize(codes, size)
             judged = S.edit_accuracy(S.read_pixels(frames, edited, times), {attr: value}, kept, visible)
-            ceiling[group] = {"psnr_gain_db": round(_psnr(frames, truth) - base, 2),
+            ceiling[group] = {"psnr_gain_db": round(psnr(frames, truth) - base, 2),
                               "pixels": round(judged["accuracy"], 2), "others": round(judged["others_unchanged"], 2)}
         with torch.no_grad():
             texts = F.normalize(clip.encode_text([caption(source), caption(edited)]), dim=-1)
